@@ -1,0 +1,147 @@
+"""Settings: read from environment variables once, validated, then frozen.
+
+Every variable is documented in the README ("Configuration"). Defaults work locally.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DetectSettings:
+    threshold: float = 0.35  # DETECT_THRESHOLD: CenterFace score; lower finds more faces and more false ones
+    coarse_side: int = 640  # DETECT_COARSE_SIDE: long side (px) of the pass that finds large faces
+    fine_side: int = 1280  # DETECT_FINE_SIDE: long side (px) of the pass that finds small faces (0 = off)
+    max_upscale: float = 2.0  # DETECT_MAX_UPSCALE: small photos are enlarged at most this much for detection
+    nms_iou: float = 0.3  # DETECT_NMS_IOU: overlap above which two detections are one face
+
+
+@dataclass(frozen=True, slots=True)
+class RedactSettings:
+    mode: str = "blur"  # BLUR_MODE: blur | pixelate | solid
+    padding: float = 0.3  # BLUR_PADDING: grow each face box by this fraction of its size on every side
+    cells: int = 8  # BLUR_CELLS: a face is reduced to this many cells across before blurring (lower = stronger)
+    blocks: int = 8  # PIXELATE_BLOCKS: blocks across a face in pixelate mode (at most 8)
+    shape: str = "rect"  # BLUR_SHAPE: rect | ellipse (feathered; photos with alpha always use rect)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSettings:
+    max_pixels: int = 50_000_000  # MAX_PIXELS: refuse images with more pixels (checked from the header)
+    max_side: int = 20_000  # MAX_SIDE: refuse images wider or taller than this (px)
+    jpeg_quality: int = 0  # JPEG_QUALITY: 0 = match the input's estimated quality (clamped to 60..95)
+    memory_limit: str = "512MiB"  # MAGICK_MEMORY_LIMIT: ImageMagick pixel cache in RAM, then it maps/disks
+    map_limit: str = "1GiB"  # MAGICK_MAP_LIMIT
+    disk_limit: str = "2GiB"  # MAGICK_DISK_LIMIT
+    temp_dir: str = ""  # MAGICK_TEMPORARY_PATH: parent of the private temp dir (default: the system's)
+    threads: int = 1  # MAGICK_THREAD_LIMIT: OpenMP threads per ImageMagick call (the worker pool parallelises)
+
+
+_ENV: dict[str, tuple[str, str]] = {
+    # env var: (group, field)
+    "DETECT_THRESHOLD": ("detect", "threshold"),
+    "DETECT_COARSE_SIDE": ("detect", "coarse_side"),
+    "DETECT_FINE_SIDE": ("detect", "fine_side"),
+    "DETECT_MAX_UPSCALE": ("detect", "max_upscale"),
+    "DETECT_NMS_IOU": ("detect", "nms_iou"),
+    "BLUR_MODE": ("redact", "mode"),
+    "BLUR_PADDING": ("redact", "padding"),
+    "BLUR_CELLS": ("redact", "cells"),
+    "PIXELATE_BLOCKS": ("redact", "blocks"),
+    "BLUR_SHAPE": ("redact", "shape"),
+    "MAX_PIXELS": ("image", "max_pixels"),
+    "MAX_SIDE": ("image", "max_side"),
+    "JPEG_QUALITY": ("image", "jpeg_quality"),
+    "MAGICK_MEMORY_LIMIT": ("image", "memory_limit"),
+    "MAGICK_MAP_LIMIT": ("image", "map_limit"),
+    "MAGICK_DISK_LIMIT": ("image", "disk_limit"),
+    "MAGICK_TEMPORARY_PATH": ("image", "temp_dir"),
+    "MAGICK_THREAD_LIMIT": ("image", "threads"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    redact: RedactSettings = field(default_factory=RedactSettings)
+    image: ImageSettings = field(default_factory=ImageSettings)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _convert(raw: str, like: Any, name: str) -> Any:
+    try:
+        if isinstance(like, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(like, int):
+            return int(raw)
+        if isinstance(like, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {type(like).__name__}") from None
+    return raw.strip()
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    groups: dict[str, dict[str, Any]] = {"detect": {}, "redact": {}, "image": {}}
+    defaults = Settings()
+    for var, (group, name) in _ENV.items():
+        if environ.get(var, "") != "":
+            groups[group][name] = _convert(environ[var], getattr(getattr(defaults, group), name), var)
+    return Settings(
+        detect=DetectSettings(**groups["detect"]),
+        redact=RedactSettings(**groups["redact"]),
+        image=ImageSettings(**groups["image"]),
+    )
+
+
+def env_var(group: str, name: str) -> str:
+    """The environment variable behind a setting, for error messages."""
+    return next(var for var, target in _ENV.items() if target == (group, name))
+
+
+def _check(ok: bool, group: str, name: str, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{env_var(group, name)} must be {rule}")
+
+
+def validate(s: Settings) -> None:
+    d, r, i = s.detect, s.redact, s.image
+    _check(0.05 <= d.threshold <= 0.95, "detect", "threshold", "between 0.05 and 0.95")
+    _check(160 <= d.coarse_side <= 4096, "detect", "coarse_side", "between 160 and 4096")
+    _check(
+        d.fine_side == 0 or d.coarse_side < d.fine_side <= 8192,
+        "detect",
+        "fine_side",
+        "0 or between DETECT_COARSE_SIDE and 8192",
+    )
+    _check(1.0 <= d.max_upscale <= 4.0, "detect", "max_upscale", "between 1 and 4")
+    _check(0.1 <= d.nms_iou <= 0.9, "detect", "nms_iou", "between 0.1 and 0.9")
+    _check(r.mode in {"blur", "pixelate", "solid"}, "redact", "mode", "one of blur, pixelate, solid")
+    _check(0.0 <= r.padding <= 1.0, "redact", "padding", "between 0 and 1")
+    _check(2 <= r.cells <= 24, "redact", "cells", "between 2 and 24 (higher keeps more detail)")
+    _check(2 <= r.blocks <= 8, "redact", "blocks", "between 2 and 8")
+    _check(r.shape in {"rect", "ellipse"}, "redact", "shape", "rect or ellipse")
+    _check(1 <= i.max_pixels <= 1_000_000_000, "image", "max_pixels", "between 1 and 1e9")
+    _check(1 <= i.max_side <= 65_000, "image", "max_side", "between 1 and 65000")
+    _check(i.jpeg_quality == 0 or 30 <= i.jpeg_quality <= 100, "image", "jpeg_quality", "0 or 30..100")
+    _check(1 <= i.threads <= 64, "image", "threads", "between 1 and 64")
+
+
+def describe(s: Settings) -> dict[str, Any]:
+    """Flat view of the settings for the start-up log line."""
+    return {
+        f"{g}.{f.name}": getattr(getattr(s, g), f.name)
+        for g in ("detect", "redact", "image")
+        for f in fields(getattr(s, g))
+    }

@@ -1,0 +1,54 @@
+"""The local detector: CenterFace at two scales, merged.
+
+A coarse pass (long side DETECT_COARSE_SIDE, ~640 px) finds large faces; a fine pass (DETECT_FINE_SIDE,
+~1280 px, enlarging small photos up to DETECT_MAX_UPSCALE) finds the small ones that a single 640 px pass
+loses. The fine pass is capped in pixels, not tiled at full resolution, so its cost does not grow with the
+photo's megapixels. On ../shared/faces/dev this scheme finds as many faces as three scales at a quarter
+of the cost (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.config import DetectSettings
+from worker.detect import Face, Frame
+from worker.detect.centerface import CenterFace
+from worker.errors import DetectionFailed
+from worker.geometry import nms
+
+
+class LocalDetector:
+    name = "local"
+
+    def __init__(self, settings: DetectSettings, model: CenterFace | None = None) -> None:
+        self.settings = settings
+        self.model = model or CenterFace.shared()
+
+    def passes(self, width: int, height: int) -> list[int]:
+        """Long sides to detect at. A fine pass that would not be larger than the coarse one is skipped."""
+        s = self.settings
+        sides = [s.coarse_side]
+        reachable = max(width, height) * s.max_upscale
+        if s.fine_side and min(s.fine_side, reachable) > s.coarse_side * 1.25:
+            sides.append(s.fine_side)
+        return sides
+
+    def detect(self, frame: Frame) -> list[Face]:
+        s = self.settings
+        found = []
+        try:
+            for side in self.passes(*frame.size):
+                rgb, factor = frame.rgb(side, s.max_upscale)
+                boxes = self.model.run(rgb, s.threshold)
+                boxes[:, :4] *= factor
+                found.append(boxes)
+        except DetectionFailed:
+            raise
+        except Exception as exc:  # ONNX Runtime errors: never return a partial answer
+            raise DetectionFailed(f"local face detection failed: {exc}") from exc
+        merged = nms(np.concatenate(found), s.nms_iou)
+        return [
+            Face(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1]), float(b[4]), self.name)
+            for b in merged
+        ]

@@ -1,0 +1,57 @@
+"""Failure classes: each one decides what happens to the message that carried the photo.
+
+PermanentError  -> retrying cannot help: send to the DLQ with `reason`, then delete.
+TransientError  -> may work later: return to the queue with a growing visibility backoff.
+Anything else   -> treated as transient (fail closed: never delete on an unknown error).
+"""
+
+from __future__ import annotations
+
+
+class FaceblurError(Exception):
+    """Base class; `reason` is a short machine-readable slug used in DLQ attributes and metric labels."""
+
+    reason = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class PermanentError(FaceblurError):
+    reason = "permanent"
+
+
+class TransientError(FaceblurError):
+    reason = "transient"
+
+
+class MalformedMessage(PermanentError):
+    reason = "malformed_message"
+
+
+class NotAnImage(PermanentError):
+    reason = "not_an_image"
+
+
+class UnsupportedImage(PermanentError):
+    reason = "unsupported_image"
+
+
+class CorruptImage(PermanentError):
+    reason = "corrupt_image"
+
+
+class ImageTooLarge(PermanentError):
+    """Too many pixels (declared in the header) or too many bytes: includes decompression bombs."""
+
+    reason = "image_too_large"
+
+
+class ObjectMissing(PermanentError):
+    reason = "object_missing"
+
+
+class DetectionFailed(TransientError):
+    reason = "detection_failed"

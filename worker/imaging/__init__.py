@@ -1,0 +1,1 @@
+"""ImageMagick (through Wand): decoding, orientation, metadata, redaction and encoding."""
