@@ -107,6 +107,73 @@ def cmd_blur(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from worker.config import from_env
+    from worker.devstack import bootstrap, start_moto, use_endpoint
+    from worker.service import build, install_signal_handlers, with_stack
+    from worker.telemetry import logs
+
+    settings = from_env()
+    logs.configure(settings.service.log_format, settings.service.log_level)
+    if not settings.service.queue_url:
+        # No QUEUE_URL: run against an embedded local S3 + SQS (no AWS account needed).
+        _server, endpoint = start_moto(args.local_port)
+        use_endpoint(endpoint)
+        stack = bootstrap()
+        settings = with_stack(settings, stack.queue_url, stack.output_bucket, stack.source_bucket)
+        print(
+            f"embedded local stack at {endpoint} (moto). Upload a photo:\n"
+            f"  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local "
+            f"aws s3 cp photo.jpg s3://{stack.source_bucket}/\n"
+            f"Blurred copies appear in s3://{stack.output_bucket}/ under the same key.",
+            flush=True,
+        )
+    service = build(settings)
+    install_signal_handlers(service)
+    code = service.run()
+    if service.consumer.abandoned:
+        # Work still running past the grace period was returned to the queue; don't wait for it.
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Create the buckets, queue, DLQ and notification on the configured endpoint (compose's init step)."""
+    from tenacity import retry, stop_after_delay, wait_fixed
+
+    from worker.devstack import Names, bootstrap
+
+    if not (os.environ.get("AWS_ENDPOINT_URL") or args.yes):
+        print(
+            "AWS_ENDPOINT_URL is not set: this would create resources in real AWS. Use Terraform for that, "
+            "or pass --yes.",
+            file=sys.stderr,
+        )
+        return 2
+    names = Names(
+        source_bucket=args.source_bucket, output_bucket=args.output_bucket, queue=args.queue, dlq=f"{args.queue}-dlq"
+    )
+    stack = retry(stop=stop_after_delay(60), wait=wait_fixed(1), reraise=True)(bootstrap)(names)
+    print(
+        json.dumps(
+            {
+                "queue_url": stack.queue_url,
+                "dlq_url": stack.dlq_url,
+                "source_bucket": stack.source_bucket,
+                "output_bucket": stack.output_bucket,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from worker.demo import run
+
+    return run(args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m worker", description="faceblur worker")
     parser.add_argument("--version", action="version", version=__version__)
@@ -117,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     blur.add_argument("--report", type=Path, help="write a JSON report: faces, stage timings, errors")
     blur.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="photos processed at once")
     blur.set_defaults(func=cmd_blur)
+    run = sub.add_parser("run", help="the SQS worker (without QUEUE_URL: on an embedded local S3 + SQS)")
+    run.add_argument("--local-port", type=int, default=0, help="port of the embedded moto server (0 = any)")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="local stack end to end: upload sample photos, collect outputs in ./out")
+    demo.add_argument("--out", type=Path, default=Path("out"))
+    demo.set_defaults(func=cmd_demo)
+    boot = sub.add_parser("bootstrap", help="create buckets, queue, DLQ and notification on AWS_ENDPOINT_URL")
+    boot.add_argument("--source-bucket", default=os.environ.get("SOURCE_BUCKET") or "faceblur-source")
+    boot.add_argument("--output-bucket", default=os.environ.get("OUTPUT_BUCKET") or "faceblur-output")
+    boot.add_argument("--queue", default=os.environ.get("QUEUE_NAME") or "faceblur-uploads")
+    boot.add_argument("--yes", action="store_true", help="allow running without AWS_ENDPOINT_URL")
+    boot.set_defaults(func=cmd_bootstrap)
     return parser
 
 
@@ -127,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from worker.runtime import StartupError
+
+        if isinstance(exc, StartupError):
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 3
+        raise
 
 
 if __name__ == "__main__":

@@ -45,7 +45,57 @@ class ImageSettings:
     threads: int = 1  # MAGICK_THREAD_LIMIT: OpenMP threads per ImageMagick call (the worker pool parallelises)
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    queue_url: str = ""  # QUEUE_URL: the source queue; empty = start the embedded local stack
+    output_bucket: str = ""  # OUTPUT_BUCKET: where blurred photos go (same key, plus OUTPUT_PREFIX)
+    output_prefix: str = ""  # OUTPUT_PREFIX
+    source_bucket: str = ""  # SOURCE_BUCKET: optional; enables the start-up recursion check
+    dlq_url: str = ""  # DLQ_URL: optional; default = the queue's RedrivePolicy target
+    concurrency: int = 0  # WORKER_CONCURRENCY: photos in work at once (0 = CPU count)
+    detector: str = "local"  # DETECTOR: local | rekognition | both
+    wait_seconds: int = 20  # SQS_WAIT_SECONDS: long-poll wait
+    visibility_seconds: int = 60  # HEARTBEAT_VISIBILITY_SECONDS: visibility set on each heartbeat
+    heartbeat_seconds: int = 20  # HEARTBEAT_SECONDS: how often in-flight messages are extended
+    max_processing_seconds: int = 600  # MAX_PROCESSING_SECONDS: stop extending after this; message reappears
+    retry_base_seconds: int = 10  # RETRY_BASE_SECONDS: first retry delay; doubles with each receive
+    retry_max_seconds: int = 900  # RETRY_MAX_SECONDS: longest retry delay (SQS allows 12 h)
+    max_object_bytes: int = 50 * 2**20  # MAX_OBJECT_BYTES: larger source objects go to the DLQ unread
+    sse: str = "AES256"  # OUTPUT_SSE: AES256 (SSE-S3) | aws:kms
+    sse_kms_key_id: str = ""  # SSE_KMS_KEY_ID: KMS key for OUTPUT_SSE=aws:kms (implies it when set)
+    shutdown_grace_seconds: int = 100  # SHUTDOWN_GRACE_SECONDS: finish in-flight work within this (< stopTimeout)
+    metrics_port: int = 9102  # METRICS_PORT: /metrics, /healthz, /readyz (0 = off)
+    metrics_host: str = "0.0.0.0"  # METRICS_HOST
+    queue_depth_seconds: int = 15  # QUEUE_DEPTH_SECONDS: how often queue depth is read for metrics
+    stuck_seconds: int = 90  # HEALTH_STUCK_SECONDS: /healthz fails when the poll loop is silent this long
+    log_format: str = "auto"  # LOG_FORMAT: json | console | auto (console on a terminal)
+    log_level: str = "info"  # LOG_LEVEL
+
+
 _ENV: dict[str, tuple[str, str]] = {
+    "QUEUE_URL": ("service", "queue_url"),
+    "OUTPUT_BUCKET": ("service", "output_bucket"),
+    "OUTPUT_PREFIX": ("service", "output_prefix"),
+    "SOURCE_BUCKET": ("service", "source_bucket"),
+    "DLQ_URL": ("service", "dlq_url"),
+    "WORKER_CONCURRENCY": ("service", "concurrency"),
+    "DETECTOR": ("service", "detector"),
+    "SQS_WAIT_SECONDS": ("service", "wait_seconds"),
+    "HEARTBEAT_VISIBILITY_SECONDS": ("service", "visibility_seconds"),
+    "HEARTBEAT_SECONDS": ("service", "heartbeat_seconds"),
+    "MAX_PROCESSING_SECONDS": ("service", "max_processing_seconds"),
+    "RETRY_BASE_SECONDS": ("service", "retry_base_seconds"),
+    "RETRY_MAX_SECONDS": ("service", "retry_max_seconds"),
+    "MAX_OBJECT_BYTES": ("service", "max_object_bytes"),
+    "OUTPUT_SSE": ("service", "sse"),
+    "SSE_KMS_KEY_ID": ("service", "sse_kms_key_id"),
+    "SHUTDOWN_GRACE_SECONDS": ("service", "shutdown_grace_seconds"),
+    "METRICS_PORT": ("service", "metrics_port"),
+    "METRICS_HOST": ("service", "metrics_host"),
+    "QUEUE_DEPTH_SECONDS": ("service", "queue_depth_seconds"),
+    "HEALTH_STUCK_SECONDS": ("service", "stuck_seconds"),
+    "LOG_FORMAT": ("service", "log_format"),
+    "LOG_LEVEL": ("service", "log_level"),
     # env var: (group, field)
     "DETECT_THRESHOLD": ("detect", "threshold"),
     "DETECT_COARSE_SIDE": ("detect", "coarse_side"),
@@ -73,6 +123,11 @@ class Settings:
     detect: DetectSettings = field(default_factory=DetectSettings)
     redact: RedactSettings = field(default_factory=RedactSettings)
     image: ImageSettings = field(default_factory=ImageSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+    @property
+    def concurrency(self) -> int:
+        return self.service.concurrency or os.cpu_count() or 1
 
     def __post_init__(self) -> None:
         validate(self)
@@ -93,7 +148,7 @@ def _convert(raw: str, like: Any, name: str) -> Any:
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    groups: dict[str, dict[str, Any]] = {"detect": {}, "redact": {}, "image": {}}
+    groups: dict[str, dict[str, Any]] = {"detect": {}, "redact": {}, "image": {}, "service": {}}
     defaults = Settings()
     for var, (group, name) in _ENV.items():
         if environ.get(var, "") != "":
@@ -102,6 +157,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         detect=DetectSettings(**groups["detect"]),
         redact=RedactSettings(**groups["redact"]),
         image=ImageSettings(**groups["image"]),
+        service=ServiceSettings(**groups["service"]),
     )
 
 
@@ -136,12 +192,52 @@ def validate(s: Settings) -> None:
     _check(1 <= i.max_side <= 65_000, "image", "max_side", "between 1 and 65000")
     _check(i.jpeg_quality == 0 or 30 <= i.jpeg_quality <= 100, "image", "jpeg_quality", "0 or 30..100")
     _check(1 <= i.threads <= 64, "image", "threads", "between 1 and 64")
+    v = s.service
+    _check(0 <= v.concurrency <= 256, "service", "concurrency", "between 0 (= CPU count) and 256")
+    _check(v.detector in {"local", "rekognition", "both"}, "service", "detector", "local, rekognition or both")
+    _check(0 <= v.wait_seconds <= 20, "service", "wait_seconds", "between 0 and 20 (the SQS maximum)")
+    _check(10 <= v.visibility_seconds <= 43_200, "service", "visibility_seconds", "between 10 and 43200")
+    _check(
+        1 <= v.heartbeat_seconds < v.visibility_seconds,
+        "service",
+        "heartbeat_seconds",
+        "at least 1 and below HEARTBEAT_VISIBILITY_SECONDS (or messages reappear while in work)",
+    )
+    _check(
+        v.max_processing_seconds >= v.visibility_seconds,
+        "service",
+        "max_processing_seconds",
+        "at least HEARTBEAT_VISIBILITY_SECONDS",
+    )
+    _check(
+        0 <= v.retry_base_seconds <= v.retry_max_seconds <= 43_200,
+        "service",
+        "retry_max_seconds",
+        "at least RETRY_BASE_SECONDS and at most 43200",
+    )
+    _check(v.max_object_bytes >= 1, "service", "max_object_bytes", "positive")
+    _check(v.sse in {"AES256", "aws:kms"}, "service", "sse", "AES256 or aws:kms")
+    _check(
+        1 <= v.shutdown_grace_seconds <= 115,
+        "service",
+        "shutdown_grace_seconds",
+        "between 1 and 115 (below ECS's 120 s stopTimeout, leaving time to return messages)",
+    )
+    _check(0 <= v.metrics_port <= 65535, "service", "metrics_port", "a port number (0 = off)")
+    _check(v.stuck_seconds > v.wait_seconds, "service", "stuck_seconds", "longer than SQS_WAIT_SECONDS")
+    _check(v.log_format in {"json", "console", "auto"}, "service", "log_format", "json, console or auto")
+    _check(
+        bool(v.queue_url) == bool(v.output_bucket) or not v.queue_url,
+        "service",
+        "output_bucket",
+        "set when QUEUE_URL is set",
+    )
 
 
 def describe(s: Settings) -> dict[str, Any]:
     """Flat view of the settings for the start-up log line."""
     return {
         f"{g}.{f.name}": getattr(getattr(s, g), f.name)
-        for g in ("detect", "redact", "image")
+        for g in ("detect", "redact", "image", "service")
         for f in fields(getattr(s, g))
     }

@@ -1,0 +1,25 @@
+"""boto3 clients. Endpoints come from boto3's own settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3,
+AWS_ENDPOINT_URL_SQS, profiles...): nothing here invents a parallel mechanism."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+def client(service: str, pool: int = 10) -> Any:
+    """A client with bounded timeouts and botocore's standard retry mode (it retries throttling,
+    5xx and connection errors with backoff; our own retry policy then works per message)."""
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=max(10, pool),
+        # Virtual-hosted addressing does not resolve against a local emulator; path style works everywhere.
+        s3={"addressing_style": "path"} if service == "s3" else None,
+    )
+    # A fresh session per client: it reads the environment (credentials, region, endpoints) at this moment,
+    # which the embedded local stack sets just before.
+    return boto3.session.Session().client(service, config=config)

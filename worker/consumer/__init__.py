@@ -1,0 +1,1 @@
+"""The SQS side: poll, pool, heartbeat, settle, shutdown."""

@@ -1,0 +1,385 @@
+"""The consumer: one long poll at a time, never more messages than free slots, a heartbeat for work in
+progress, settlement in batches, and a two-stage shutdown under one deadline.
+
+Threads: the poll loop (caller's thread), a pool of WORKER_CONCURRENCY photo workers, a settler (batch
+deletes, retries, DLQ sends) and a housekeeper (visibility heartbeat, queue depth).
+"""
+
+from __future__ import annotations
+
+import queue as stdqueue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.config import Settings
+from worker.consumer import policy
+from worker.consumer.sqs import Message, Queue
+from worker.detect import Detector
+from worker.errors import MalformedMessage
+from worker.events import describe, parse_body
+from worker.pipeline import Outcome, process_object
+from worker.storage import Storage
+from worker.telemetry import logs
+from worker.telemetry.metrics import Metrics
+
+log = logs.get("worker.consumer")
+
+
+@dataclass(slots=True)
+class Settlement:
+    message: Message
+    action: str  # "delete" | "retry" | "dlq"
+    outcome: str  # metric label: done, ignored, retried, dead_lettered
+    reason: str = ""
+    error: str = ""
+    keys: str = ""
+
+
+class Consumer:
+    def __init__(
+        self,
+        settings: Settings,
+        detector: Detector,
+        storage: Storage,
+        source: Queue,
+        dlq: Queue | None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.svc = settings.service
+        self.detector = detector
+        self.storage = storage
+        self.source = source
+        self.dlq = dlq
+        self.metrics = metrics or Metrics()
+        self.slots = settings.concurrency
+        self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="photo")
+        self._lock = threading.Condition()
+        self._processing: dict[str, Message] = {}  # receipt -> message, until its work is done
+        self._unsettled: dict[str, Message] = {}  # receipt -> message, until deleted/returned
+        self._settle_q: stdqueue.Queue[Settlement] = stdqueue.Queue()
+        self.stopping = threading.Event()  # stop receiving
+        self.stopped = threading.Event()  # everything settled, threads done
+        self._halt = threading.Event()  # tells the settler and housekeeper to finish
+        self.last_tick = time.monotonic()
+        self.ready = False
+        self.metrics.pool_size.set(self.slots)
+
+    # -- health ------------------------------------------------------------------------------------------
+    def healthy(self) -> tuple[bool, str]:
+        idle = time.monotonic() - self.last_tick
+        if idle > self.svc.stuck_seconds:
+            return False, f"poll loop silent for {idle:.0f} s"
+        return True, "ok"
+
+    def is_ready(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "shutting down"
+        return (True, "ok") if self.ready else (False, "starting")
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def run(self, until_idle: bool = False) -> None:
+        """Poll until stop() (or, with until_idle, until a poll returns nothing and no work is left)."""
+        threads = [
+            threading.Thread(target=self._settler, name="settler", daemon=True),
+            threading.Thread(target=self._housekeeper, name="housekeeper", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        self.ready = True
+        log.info("consumer started", queue=self.source.url, concurrency=self.slots, detector=self.detector.name)
+        try:
+            while not self.stopping.is_set():
+                free = self._wait_for_free_slot()
+                if free == 0:
+                    continue
+                try:
+                    messages = self.source.receive(free, self.svc.wait_seconds, time.monotonic())
+                except Exception as exc:  # network or throttling beyond botocore's retries: keep polling
+                    self.metrics.receive_errors.inc()
+                    log.warning("receive failed", error=str(exc))
+                    self.stopping.wait(1.0)
+                    continue
+                finally:
+                    self._tick()
+                if self.stopping.is_set():
+                    self._return(messages)  # arrived after the stop signal: back to the queue at once
+                    break
+                for m in messages:
+                    self._start(m)
+                if until_idle and not messages and not self._unsettled:
+                    break
+        finally:
+            self._drain()
+            self._halt.set()
+            for t in threads:
+                t.join(timeout=10)
+            self.stopped.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            self._lock.notify_all()
+
+    def _tick(self) -> None:
+        self.last_tick = time.monotonic()
+        self.metrics.last_poll.set(time.time())
+
+    def _wait_for_free_slot(self) -> int:
+        with self._lock:
+            while len(self._processing) >= self.slots and not self.stopping.is_set():
+                self._tick()  # waiting for a slot is not being stuck
+                self._lock.wait(timeout=1.0)
+            return self.slots - len(self._processing)
+
+    def _start(self, m: Message) -> None:
+        with self._lock:
+            self._processing[m.receipt] = m
+            self._unsettled[m.receipt] = m
+            self.metrics.in_flight.set(len(self._unsettled))
+        self.pool.submit(self._work, m)
+
+    # -- one message -------------------------------------------------------------------------------------
+    def _work(self, m: Message) -> None:
+        settlement = Settlement(m, "retry", "retried", reason="internal_error", error="unhandled")
+        try:
+            settlement = self.handle(m)
+        except BaseException as exc:  # never lose a message to a bug: it goes back to the queue
+            log.exception("unexpected error", message_id=m.message_id)
+            settlement = Settlement(m, "retry", "retried", reason=type(exc).__name__, error=str(exc)[:500])
+        finally:
+            with self._lock:
+                self._processing.pop(m.receipt, None)
+                self._lock.notify_all()
+            self._settle_q.put(settlement)
+
+    def handle(self, m: Message) -> Settlement:
+        try:
+            refs = parse_body(m.body)
+        except MalformedMessage as exc:
+            log.warning("malformed message", message_id=m.message_id, error=str(exc))
+            return Settlement(m, "dlq", "dead_lettered", exc.reason, str(exc))
+        if not refs:
+            log.info("message ignored", message_id=m.message_id, why="test event or no created objects")
+            return Settlement(m, "delete", "ignored")
+        failures: list[tuple[str, str, str]] = []  # (key, reason, error)
+        for ref in refs:
+            if self._is_own_output(ref.bucket, ref.key):
+                log.warning("ignored our own output", **describe(ref))
+                continue
+            try:
+                outcome = process_object(ref, self.storage, self.detector, self.settings)
+            except Exception as exc:
+                action, reason = policy.classify(exc)
+                self.metrics.photos.labels("failed").inc()
+                if action == "dlq":
+                    log.warning(
+                        "photo refused", message_id=m.message_id, reason=reason, error=str(exc), **describe(ref)
+                    )
+                    failures.append((ref.key, reason, str(exc)))
+                    continue
+                log.warning(
+                    "photo failed, will retry",
+                    message_id=m.message_id,
+                    reason=reason,
+                    error=str(exc),
+                    receive_count=m.receive_count,
+                    **describe(ref),
+                )
+                return Settlement(m, "retry", "retried", reason, str(exc)[:500])
+            self._record(m, outcome)
+        if failures:
+            _, reason, error = failures[0]
+            keys = ",".join(k for k, _, _ in failures)
+            return Settlement(m, "dlq", "dead_lettered", reason, error[:500], keys=keys)
+        return Settlement(m, "delete", "done")
+
+    def _is_own_output(self, bucket: str, key: str) -> bool:
+        prefix = self.storage.target.prefix
+        return bool(prefix) and bucket == self.storage.target.bucket and key.startswith(prefix)
+
+    def _record(self, m: Message, o: Outcome) -> None:
+        ref = o.ref
+        if o.status == "skipped":
+            self.metrics.photos.labels("skipped_duplicate").inc()
+            log.info("photo already done", message_id=m.message_id, output_key=o.output_key, **describe(ref))
+            return
+        self.metrics.photos.labels("stored").inc()
+        self.metrics.faces.observe(o.faces)
+        for stage, seconds in o.timings.items():
+            self.metrics.stage.labels(stage).observe(seconds)
+        age = None
+        if ref.event_time is not None:
+            age = (datetime.now(UTC) - ref.event_time).total_seconds()
+            if age >= 0:
+                self.metrics.age.observe(age)
+        log.info(
+            "photo blurred",
+            message_id=m.message_id,
+            output_key=o.output_key,
+            faces=o.faces,
+            ms={k: round(v * 1000, 1) for k, v in o.timings.items()},
+            age_s=round(age, 3) if age is not None else None,
+            **describe(ref),
+        )
+
+    # -- settlement --------------------------------------------------------------------------------------
+    def _settler(self) -> None:
+        while True:
+            try:
+                first = self._settle_q.get(timeout=0.2)
+            except stdqueue.Empty:
+                if self._halt.is_set():
+                    return
+                continue
+            batch = [first]
+            while len(batch) < 10:
+                try:
+                    batch.append(self._settle_q.get_nowait())
+                except stdqueue.Empty:
+                    break
+            self._settle(batch)
+
+    def _drained(self) -> bool:
+        with self._lock:
+            return not self._unsettled and self._settle_q.empty()
+
+    def _settle(self, batch: list[Settlement]) -> None:
+        deletes = [s for s in batch if s.action == "delete"]
+        for s in batch:
+            if s.action == "dlq":
+                if self._dead_letter(s):
+                    deletes.append(s)
+                else:
+                    s = Settlement(s.message, "retry", "retried", "dlq_send_failed", s.error)
+                    self._retry(s)
+            elif s.action == "retry":
+                self._retry(s)
+        failed = {m.receipt for m in self.source.delete([s.message for s in deletes])}
+        for s in deletes:
+            if s.message.receipt in failed:
+                # Stays unsettled: visibility runs out and the message returns (outputs are idempotent).
+                log.warning("delete failed", message_id=s.message.message_id)
+            self.metrics.messages.labels(s.outcome).inc()
+        self._forget([s.message for s in batch])
+
+    def _retry(self, s: Settlement) -> None:
+        delay = policy.retry_delay(s.message.receive_count, self.svc.retry_base_seconds, self.svc.retry_max_seconds)
+        self.source.set_visibility([s.message], delay)  # if this fails the old visibility still brings it back
+        self.metrics.retries.labels(s.reason).inc()
+        self.metrics.messages.labels("retried").inc()
+        log.info(
+            "message returned for retry",
+            message_id=s.message.message_id,
+            reason=s.reason,
+            receive_count=s.message.receive_count,
+            retry_in_s=delay,
+        )
+
+    def _dead_letter(self, s: Settlement) -> bool:
+        if self.dlq is None:
+            return False
+        attrs = {
+            "faceblur-reason": s.reason,
+            "faceblur-error": s.error,
+            "faceblur-source-message-id": s.message.message_id,
+            "faceblur-receive-count": str(s.message.receive_count),
+        }
+        if s.keys:
+            attrs["faceblur-failed-keys"] = s.keys
+        try:
+            self.dlq.send(s.message.body, attrs)
+        except Exception as exc:
+            log.error("DLQ send failed", message_id=s.message.message_id, error=str(exc))
+            return False
+        self.metrics.dlq.labels(s.reason).inc()
+        log.warning("message sent to DLQ", message_id=s.message.message_id, reason=s.reason, error=s.error)
+        return True
+
+    def _forget(self, messages: list[Message]) -> None:
+        with self._lock:
+            for m in messages:
+                self._unsettled.pop(m.receipt, None)
+            self.metrics.in_flight.set(len(self._unsettled))
+            self._lock.notify_all()
+
+    def _return(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        self.source.set_visibility(messages, 0)
+        self.metrics.messages.labels("returned_on_shutdown").inc(len(messages))
+        log.info("messages returned to the queue", count=len(messages))
+
+    # -- heartbeat and queue depth -----------------------------------------------------------------------
+    def _housekeeper(self) -> None:
+        next_beat = time.monotonic() + self.svc.heartbeat_seconds
+        next_depth = time.monotonic()
+        while not self._halt.wait(0.5):
+            now = time.monotonic()
+            if now >= next_beat:
+                self.heartbeat(now)
+                next_beat = now + self.svc.heartbeat_seconds
+            if now >= next_depth:
+                self._read_depth()
+                next_depth = now + self.svc.queue_depth_seconds
+
+    def heartbeat(self, now: float) -> None:
+        with self._lock:
+            pending = list(self._unsettled.values())
+        extend = [m for m in pending if now - m.received_at < self.svc.max_processing_seconds]
+        for m in pending:
+            if m not in extend:
+                log.warning("message over MAX_PROCESSING_SECONDS, no longer extended", message_id=m.message_id)
+        if extend:
+            self.source.set_visibility(extend, self.svc.visibility_seconds)
+            self.metrics.heartbeats.inc(len(extend))
+
+    def _read_depth(self) -> None:
+        for name, q in (("source", self.source), ("dlq", self.dlq)):
+            if q is None:
+                continue
+            try:
+                for state, n in q.depth().items():
+                    self.metrics.queue.labels(name, state).set(n)
+            except Exception as exc:
+                log.debug("queue depth unavailable", queue=name, error=str(exc))
+
+    # -- shutdown ----------------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        """Finish in-flight work within the grace period, then return whatever is left to the queue."""
+        deadline = time.monotonic() + self.svc.shutdown_grace_seconds
+        with self._lock:
+            while self._processing and time.monotonic() < deadline:
+                self._lock.wait(timeout=0.5)
+            unfinished = list(self._processing.values())
+        if unfinished:
+            log.warning("grace period over, returning unfinished messages", count=len(unfinished))
+            self._return(unfinished)
+            with self._lock:
+                for m in unfinished:
+                    self._unsettled.pop(m.receipt, None)
+        # Let the settler flush what finished in time.
+        while not self._drained() and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        log.info("consumer stopped", unfinished=len(unfinished))
+
+    @property
+    def abandoned(self) -> int:
+        with self._lock:
+            return len(self._processing)
+
+
+def describe_settings(settings: Settings) -> dict[str, Any]:
+    s = settings.service
+    return {
+        "queue_url": s.queue_url,
+        "output_bucket": s.output_bucket,
+        "output_prefix": s.output_prefix,
+        "concurrency": settings.concurrency,
+        "detector": s.detector,
+    }

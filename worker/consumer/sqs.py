@@ -1,0 +1,119 @@
+"""Thin SQS adapter: receive, batch delete, visibility changes, DLQ sends, queue attributes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+@dataclass(slots=True)
+class Message:
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int
+    sent_at: float | None
+    received_at: float = 0.0
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class QueueError(RuntimeError):
+    pass
+
+
+class Queue:
+    def __init__(self, sqs: Any, url: str) -> None:
+        self.sqs = sqs
+        self.url = url
+
+    def attributes(self, *names: str) -> dict[str, str]:
+        return self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(names)).get("Attributes", {})
+
+    def arn(self) -> str:
+        return self.attributes("QueueArn")["QueueArn"]
+
+    def receive(self, max_messages: int, wait_seconds: int, now: float) -> list[Message]:
+        resp = self.sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=["All"],
+        )
+        out = []
+        for m in resp.get("Messages", []):
+            attrs = m.get("Attributes", {})
+            sent = attrs.get("SentTimestamp")
+            out.append(
+                Message(
+                    message_id=m["MessageId"],
+                    receipt=m["ReceiptHandle"],
+                    body=m.get("Body", ""),
+                    receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
+                    sent_at=int(sent) / 1000 if sent else None,
+                    received_at=now,
+                    attributes=m.get("MessageAttributes", {}),
+                )
+            )
+        return out
+
+    def delete(self, messages: list[Message]) -> list[Message]:
+        """Batch delete (10 at a time). Returns the messages that could not be deleted."""
+        failed: list[Message] = []
+        for i in range(0, len(messages), 10):
+            chunk = messages[i : i + 10]
+            entries = [{"Id": str(n), "ReceiptHandle": m.receipt} for n, m in enumerate(chunk)]
+            try:
+                resp = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            except (ClientError, BotoCoreError):
+                failed.extend(chunk)
+                continue
+            failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))
+        return failed
+
+    def set_visibility(self, messages: list[Message], seconds: int) -> list[Message]:
+        """Batch ChangeMessageVisibility. Returns the messages whose change failed."""
+        failed: list[Message] = []
+        for i in range(0, len(messages), 10):
+            chunk = messages[i : i + 10]
+            entries = [
+                {"Id": str(n), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds} for n, m in enumerate(chunk)
+            ]
+            try:
+                resp = self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            except (ClientError, BotoCoreError):
+                failed.extend(chunk)
+                continue
+            failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))
+        return failed
+
+    def send(self, body: str, attributes: dict[str, str]) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.url,
+            MessageBody=body,
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v[:1024] or "-"} for k, v in attributes.items()
+            },
+        )
+
+    def dead_letter_url(self) -> str | None:
+        """The DLQ named by this queue's RedrivePolicy, if any."""
+        policy = self.attributes("RedrivePolicy").get("RedrivePolicy")
+        if not policy:
+            return None
+        arn = json.loads(policy)["deadLetterTargetArn"]
+        _, _, _, _, account, name = arn.split(":", 5)
+        return self.sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+    def depth(self) -> dict[str, int]:
+        attrs = self.attributes(
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"
+        )
+        return {
+            "visible": int(attrs.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "delayed": int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+        }

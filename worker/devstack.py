@@ -1,0 +1,119 @@
+"""The embedded local stack: a moto server on 127.0.0.1 with the same buckets, queue, DLQ, queue policy and
+S3 -> SQS notification that deploy/terraform builds. Used by `run` without AWS settings, `demo`, `bootstrap`
+(against any endpoint, e.g. the compose file's moto service) and the tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from worker.aws import client
+
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    source_bucket: str = "faceblur-source"
+    output_bucket: str = "faceblur-output"
+    queue: str = "faceblur-uploads"
+    dlq: str = "faceblur-uploads-dlq"
+    max_receive_count: int = 5
+    visibility_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    endpoint: str
+    source_bucket: str
+    output_bucket: str
+    queue_url: str
+    dlq_url: str
+
+    def env(self) -> dict[str, str]:
+        """Environment for a worker process pointed at this stack."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "QUEUE_URL": self.queue_url,
+            "OUTPUT_BUCKET": self.output_bucket,
+            "SOURCE_BUCKET": self.source_bucket,
+            **LOCAL_CREDENTIALS,
+        }
+
+
+def start_moto(port: int = 0) -> tuple[Any, str]:
+    """A moto server in this process, on loopback only. Returns (server, endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    # werkzeug logs every request to stderr; the worker's own logs say what matters.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, real_port = server.get_host_and_port()
+    return server, f"http://{host}:{real_port}"
+
+
+def use_endpoint(endpoint: str) -> None:
+    """Point boto3 (in this process) at a local endpoint, with throw-away credentials."""
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    for k, v in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(k, v)
+
+
+def bootstrap(names: Names = Names()) -> Stack:
+    """Create (idempotently) buckets, DLQ, queue with redrive policy and queue policy, and the notification."""
+    s3, sqs = client("s3"), client("sqs")
+    for bucket in (names.source_bucket, names.output_bucket):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+    dlq_url = sqs.create_queue(QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(14 * 86400)})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=names.queue,
+        Attributes={
+            "VisibilityTimeout": str(names.visibility_seconds),
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": names.max_receive_count}),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    account = queue_arn.split(":")[4]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowSourceBucketNotifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{names.source_bucket}"},
+                    "StringEquals": {"aws:SourceAccount": account},
+                },
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+    s3.put_bucket_notification_configuration(
+        Bucket=names.source_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"Id": "faceblur", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    return Stack(os.environ.get("AWS_ENDPOINT_URL", ""), names.source_bucket, names.output_bucket, queue_url, dlq_url)

@@ -1,0 +1,41 @@
+"""One S3 object, start to end: get -> decode -> detect -> redact -> encode -> put. Knows nothing of SQS.
+
+Fail closed: the output is written only after detection completed and the blur was applied; every error
+raises, and nothing partial is ever stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from worker.blur import blur_photo
+from worker.config import Settings
+from worker.detect import Detector
+from worker.events import ObjectRef
+from worker.storage import Storage
+
+
+@dataclass(slots=True)
+class Outcome:
+    ref: ObjectRef
+    status: str  # "stored" | "skipped" (output already made from this source version)
+    output_key: str | None = None
+    faces: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def process_object(ref: ObjectRef, storage: Storage, detector: Detector, settings: Settings) -> Outcome:
+    start = time.perf_counter()
+    if storage.already_done(ref):
+        return Outcome(ref, "skipped", storage.target.key_for(ref.key), timings={"total": time.perf_counter() - start})
+    data, etag = storage.fetch(ref)
+    downloaded = time.perf_counter()
+    result = blur_photo(data, detector, settings)
+    blurred = time.perf_counter()
+    key = storage.store(
+        ref, result.data, result.content_type, etag=etag, faces=len(result.faces), detector=detector.name
+    )
+    done = time.perf_counter()
+    timings = {"download": downloaded - start, **result.timings, "upload": done - blurred, "total": done - start}
+    return Outcome(ref, "stored", key, len(result.faces), timings)

@@ -1,0 +1,150 @@
+"""Assemble the running service from settings: clients, queues, storage, detector, consumer, HTTP endpoints.
+
+Start-up checks refuse to run rather than run unsafely: our ImageMagick policy must be in force, a DLQ must
+exist (else a bad photo would loop), and outputs must not re-trigger the source notification (recursion).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from worker.aws import client
+from worker.config import Settings
+from worker.consumer.loop import Consumer
+from worker.consumer.policy import recursion_risk
+from worker.consumer.sqs import Queue
+from worker.runtime import StartupError, start
+from worker.storage import OutputTarget, Storage
+from worker.telemetry import logs
+from worker.telemetry.http import HealthServer
+from worker.telemetry.metrics import Metrics
+
+log = logs.get("worker.service")
+
+# At start-up the queue endpoint may not be up yet (compose starts everything at once): retry connecting.
+_connect_retry = retry(
+    retry=retry_if_exception_type((EndpointConnectionError, ConnectionError)),
+    wait=wait_exponential_jitter(initial=0.5, max=5),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    consumer: Consumer
+    http: HealthServer | None
+
+    def run(self, until_idle: bool = False) -> int:
+        try:
+            self.consumer.run(until_idle=until_idle)
+        finally:
+            if self.http:
+                self.http.stop()
+        return 0
+
+
+@_connect_retry
+def _resolve_queues(sqs: Any, settings: Settings) -> tuple[Queue, Queue, str]:
+    source = Queue(sqs, settings.service.queue_url)
+    attrs = source.attributes("QueueArn", "VisibilityTimeout")
+    if int(attrs.get("VisibilityTimeout", "30")) <= settings.service.heartbeat_seconds:
+        raise StartupError(
+            f"the queue's VisibilityTimeout ({attrs.get('VisibilityTimeout')} s) must exceed HEARTBEAT_SECONDS "
+            f"({settings.service.heartbeat_seconds} s), or messages reappear before their first heartbeat"
+        )
+    dlq_url = settings.service.dlq_url or source.dead_letter_url()
+    if not dlq_url:
+        raise StartupError(
+            "the queue has no RedrivePolicy and DLQ_URL is not set: refusing to start, since "
+            "photos that can never be processed would loop forever"
+        )
+    return source, Queue(sqs, dlq_url), attrs["QueueArn"]
+
+
+def check_recursion(s3: Any, settings: Settings, queue_arn: str) -> None:
+    svc = settings.service
+    try:
+        conf = s3.get_bucket_notification_configuration(Bucket=svc.output_bucket)
+    except (ClientError, BotoCoreError) as exc:
+        if svc.output_bucket == svc.source_bucket and not svc.output_prefix:
+            raise StartupError(
+                "OUTPUT_BUCKET equals SOURCE_BUCKET with no OUTPUT_PREFIX: every output would "
+                "trigger a new notification"
+            ) from exc
+        log.warning(
+            "cannot read the output bucket's notification configuration; recursion check skipped", error=str(exc)
+        )
+        return
+    risk = recursion_risk(conf, queue_arn, svc.output_prefix)
+    if risk:
+        raise StartupError(
+            f"recursion guard: {risk}. Write outputs to another bucket or under a prefix the "
+            "notification does not cover."
+        )
+
+
+def build(settings: Settings, metrics: Metrics | None = None) -> Service:
+    settings, detector = start(settings)
+    svc = settings.service
+    pool = settings.concurrency + 4
+    s3, sqs = client("s3", pool), client("sqs", pool)
+    source, dlq, queue_arn = _resolve_queues(sqs, settings)
+    check_recursion(s3, settings, queue_arn)
+    sse = "aws:kms" if svc.sse_kms_key_id else svc.sse
+    storage = Storage(
+        s3, OutputTarget(svc.output_bucket, svc.output_prefix, sse, svc.sse_kms_key_id), svc.max_object_bytes
+    )
+    consumer = Consumer(settings, detector, storage, source, dlq, metrics)
+    http = None
+    if svc.metrics_port:
+        http = HealthServer(
+            svc.metrics_host, svc.metrics_port, consumer.metrics.registry, consumer.healthy, consumer.is_ready
+        ).start()
+    log.info(
+        "service ready",
+        queue=svc.queue_url,
+        dlq=dlq.url,
+        output_bucket=svc.output_bucket,
+        output_prefix=svc.output_prefix,
+        concurrency=settings.concurrency,
+        detector=detector.name,
+        metrics_port=http.port if http else None,
+    )
+    return Service(settings, consumer, http)
+
+
+def with_stack(settings: Settings, queue_url: str, output_bucket: str, source_bucket: str) -> Settings:
+    return replace(
+        settings,
+        service=replace(
+            settings.service, queue_url=queue_url, output_bucket=output_bucket, source_bucket=source_bucket
+        ),
+    )
+
+
+def install_signal_handlers(service: Service) -> None:
+    """First SIGTERM/SIGINT: stop receiving and drain. Second: exit at once (messages reappear by themselves)."""
+    received = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if received.is_set():
+            os._exit(128 + signum)
+        received.set()
+        log.info(
+            "signal received, draining",
+            signal=signal.Signals(signum).name,
+            grace_s=service.settings.service.shutdown_grace_seconds,
+        )
+        service.consumer.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,59 @@
+"""Prometheus metrics, one registry per consumer (so tests and embedded stacks don't share counters).
+
+Names and units follow Prometheus conventions: counters end in _total, durations are _seconds.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_AGE_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+_FACE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.messages = Counter(
+            "faceblur_messages_total",
+            "SQS messages settled, by outcome (done, ignored, retried, dead_lettered, returned_on_shutdown)",
+            ["outcome"],
+            registry=r,
+        )
+        self.photos = Counter(
+            "faceblur_photos_total",
+            "Photos handled, by outcome (stored, skipped_duplicate, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.faces = Histogram(
+            "faceblur_faces_per_photo", "Faces found per stored photo", buckets=_FACE_BUCKETS, registry=r
+        )
+        self.stage = Histogram(
+            "faceblur_stage_seconds", "Time per processing stage", ["stage"], buckets=_STAGE_BUCKETS, registry=r
+        )
+        self.age = Histogram(
+            "faceblur_output_age_seconds",
+            "From the upload's eventTime to its output being stored",
+            buckets=_AGE_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("faceblur_in_flight_messages", "Messages received and not yet settled", registry=r)
+        self.pool_size = Gauge("faceblur_pool_size", "Photos this worker processes at once", registry=r)
+        self.retries = Counter(
+            "faceblur_retries_total", "Messages returned to the queue for a retry, by reason", ["reason"], registry=r
+        )
+        self.dlq = Counter(
+            "faceblur_dlq_sends_total", "Messages sent to the dead-letter queue, by reason", ["reason"], registry=r
+        )
+        self.queue = Gauge(
+            "faceblur_queue_messages", "Approximate queue depth (GetQueueAttributes)", ["queue", "state"], registry=r
+        )
+        self.receive_errors = Counter("faceblur_receive_errors_total", "ReceiveMessage calls that failed", registry=r)
+        self.heartbeats = Counter(
+            "faceblur_visibility_extensions_total", "Visibility extensions of messages still in work", registry=r
+        )
+        self.last_poll = Gauge(
+            "faceblur_last_poll_timestamp_seconds", "When the poll loop last completed a poll", registry=r
+        )
