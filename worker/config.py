@@ -53,7 +53,7 @@ class ServiceSettings:
     source_bucket: str = ""  # SOURCE_BUCKET: optional; enables the start-up recursion check
     dlq_url: str = ""  # DLQ_URL: optional; default = the queue's RedrivePolicy target
     concurrency: int = 0  # WORKER_CONCURRENCY: photos in work at once (0 = CPU count)
-    detector: str = "local"  # DETECTOR: local | rekognition | both
+    detector: str = "local"  # DETECTOR: local (CenterFace ONNX)
     wait_seconds: int = 20  # SQS_WAIT_SECONDS: long-poll wait
     visibility_seconds: int = 60  # HEARTBEAT_VISIBILITY_SECONDS: visibility set on each heartbeat
     heartbeat_seconds: int = 20  # HEARTBEAT_SECONDS: how often in-flight messages are extended
@@ -194,7 +194,7 @@ def validate(s: Settings) -> None:
     _check(1 <= i.threads <= 64, "image", "threads", "between 1 and 64")
     v = s.service
     _check(0 <= v.concurrency <= 256, "service", "concurrency", "between 0 (= CPU count) and 256")
-    _check(v.detector in {"local", "rekognition", "both"}, "service", "detector", "local, rekognition or both")
+    _check(v.detector == "local", "service", "detector", "local (the Rekognition detector is not built yet)")
     _check(0 <= v.wait_seconds <= 20, "service", "wait_seconds", "between 0 and 20 (the SQS maximum)")
     _check(10 <= v.visibility_seconds <= 43_200, "service", "visibility_seconds", "between 10 and 43200")
     _check(
