@@ -168,6 +168,19 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """For container HEALTHCHECKs: 0 when /healthz on METRICS_PORT answers 200."""
+    import urllib.request
+
+    port = os.environ.get("METRICS_PORT") or "9102"
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=args.timeout) as resp:
+            return 0 if resp.status == 200 else 1
+    except OSError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run
 
@@ -196,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--queue", default=os.environ.get("QUEUE_NAME") or "faceblur-uploads")
     boot.add_argument("--yes", action="store_true", help="allow running without AWS_ENDPOINT_URL")
     boot.set_defaults(func=cmd_bootstrap)
+    health = sub.add_parser("healthcheck", help="exit 0 when the running worker's /healthz answers 200")
+    health.add_argument("--timeout", type=float, default=4.0)
+    health.set_defaults(func=cmd_healthcheck)
     return parser
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from worker.aws import client
 from worker.config import Settings
@@ -28,9 +28,19 @@ from worker.telemetry.metrics import Metrics
 
 log = logs.get("worker.service")
 
-# At start-up the queue endpoint may not be up yet (compose starts everything at once): retry connecting.
+_NOT_YET = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NoSuchBucket"}
+
+
+def _not_up_yet(exc: BaseException) -> bool:
+    if isinstance(exc, EndpointConnectionError | ConnectionError):
+        return True
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _NOT_YET
+
+
+# At start-up the endpoint or the queue may not exist yet (compose starts everything at once, the init step
+# creates the queue): retry for a minute instead of relying on start order.
 _connect_retry = retry(
-    retry=retry_if_exception_type((EndpointConnectionError, ConnectionError)),
+    retry=retry_if_exception(_not_up_yet),
     wait=wait_exponential_jitter(initial=0.5, max=5),
     stop=stop_after_delay(60),
     reraise=True,
