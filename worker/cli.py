@@ -187,6 +187,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args.out)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m worker", description="faceblur worker")
     parser.add_argument("--version", action="version", version=__version__)
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     blur.add_argument("inputs", nargs="+", help="image files or folders (folders: .jpg .jpeg .png .webp files)")
     blur.add_argument("--out", type=Path, required=True, help="output folder (same file names)")
     blur.add_argument("--report", type=Path, help="write a JSON report: faces, stage timings, errors")
-    blur.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="photos processed at once")
+    blur.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="photos processed at once")
     blur.set_defaults(func=cmd_blur)
     run = sub.add_parser("run", help="the SQS worker (without QUEUE_URL: on an embedded local S3 + SQS)")
     run.add_argument("--local-port", type=int, default=0, help="port of the embedded moto server (0 = any)")

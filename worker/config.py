@@ -15,22 +15,42 @@ class ConfigError(ValueError):
     pass
 
 
+_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+def parse_bytes(text: str) -> int:
+    """'512MiB' -> 536870912. Plain numbers are bytes."""
+    t = text.strip().lower()
+    digits = t.rstrip("kmgib")
+    unit = t[len(digits) :]
+    try:
+        value = float(digits)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value <= 0:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 2GiB)")
+    return int(value * _UNITS[unit])
+
+
 @dataclass(frozen=True, slots=True)
 class DetectSettings:
-    threshold: float = 0.35  # DETECT_THRESHOLD: CenterFace score; lower finds more faces and more false ones
+    threshold: float = 0.2  # DETECT_THRESHOLD: CenterFace score; lower finds more faces and more false ones
     coarse_side: int = 640  # DETECT_COARSE_SIDE: long side (px) of the pass that finds large faces
-    fine_side: int = 1280  # DETECT_FINE_SIDE: long side (px) of the pass that finds small faces (0 = off)
-    max_upscale: float = 2.0  # DETECT_MAX_UPSCALE: small photos are enlarged at most this much for detection
+    fine_side: int = 1024  # DETECT_FINE_SIDE: long side (px) of the pass that finds small faces (0 = off)
+    max_upscale: float = 1.5  # DETECT_MAX_UPSCALE: small photos are enlarged at most this much for detection
     nms_iou: float = 0.3  # DETECT_NMS_IOU: overlap above which two detections are one face
+    rotated_side: int = 480  # DETECT_ROTATED_SIDE: long side (px) of a pass on the photo turned 180 degrees (0 = off)
+    rotated_threshold: float = 0.5  # DETECT_ROTATED_THRESHOLD: score needed in the upside-down pass
 
 
 @dataclass(frozen=True, slots=True)
 class RedactSettings:
     mode: str = "blur"  # BLUR_MODE: blur | pixelate | solid
-    padding: float = 0.3  # BLUR_PADDING: grow each face box by this fraction of its size on every side
+    padding: float = 0.4  # BLUR_PADDING: grow faces up to 64 px by this fraction of their size on every side
+    padding_large: float = 0.2  # BLUR_PADDING_LARGE: padding of faces >= 200 px, log-interpolated from 64 px
     cells: int = 8  # BLUR_CELLS: a face is reduced to this many cells across before blurring (lower = stronger)
     blocks: int = 8  # PIXELATE_BLOCKS: blocks across a face in pixelate mode (at most 8)
-    shape: str = "rect"  # BLUR_SHAPE: rect | ellipse (feathered; photos with alpha always use rect)
+    shape: str = "rect"  # BLUR_SHAPE: rect | ellipse (feathered edge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +61,6 @@ class ImageSettings:
     memory_limit: str = "512MiB"  # MAGICK_MEMORY_LIMIT: ImageMagick pixel cache in RAM, then it maps/disks
     map_limit: str = "1GiB"  # MAGICK_MAP_LIMIT
     disk_limit: str = "2GiB"  # MAGICK_DISK_LIMIT
-    temp_dir: str = ""  # MAGICK_TEMPORARY_PATH: parent of the private temp dir (default: the system's)
     threads: int = 1  # MAGICK_THREAD_LIMIT: OpenMP threads per ImageMagick call (the worker pool parallelises)
 
 
@@ -102,6 +121,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "DETECT_FINE_SIDE": ("detect", "fine_side"),
     "DETECT_MAX_UPSCALE": ("detect", "max_upscale"),
     "DETECT_NMS_IOU": ("detect", "nms_iou"),
+    "DETECT_ROTATED_SIDE": ("detect", "rotated_side"),
+    "DETECT_ROTATED_THRESHOLD": ("detect", "rotated_threshold"),
+    "BLUR_PADDING_LARGE": ("redact", "padding_large"),
     "BLUR_MODE": ("redact", "mode"),
     "BLUR_PADDING": ("redact", "padding"),
     "BLUR_CELLS": ("redact", "cells"),
@@ -113,7 +135,6 @@ _ENV: dict[str, tuple[str, str]] = {
     "MAGICK_MEMORY_LIMIT": ("image", "memory_limit"),
     "MAGICK_MAP_LIMIT": ("image", "map_limit"),
     "MAGICK_DISK_LIMIT": ("image", "disk_limit"),
-    "MAGICK_TEMPORARY_PATH": ("image", "temp_dir"),
     "MAGICK_THREAD_LIMIT": ("image", "threads"),
 }
 
@@ -183,8 +204,13 @@ def validate(s: Settings) -> None:
     )
     _check(1.0 <= d.max_upscale <= 4.0, "detect", "max_upscale", "between 1 and 4")
     _check(0.1 <= d.nms_iou <= 0.9, "detect", "nms_iou", "between 0.1 and 0.9")
+    _check(d.rotated_side == 0 or 160 <= d.rotated_side <= 4096, "detect", "rotated_side", "0 or between 160 and 4096")
+    _check(0.05 <= d.rotated_threshold <= 0.95, "detect", "rotated_threshold", "between 0.05 and 0.95")
     _check(r.mode in {"blur", "pixelate", "solid"}, "redact", "mode", "one of blur, pixelate, solid")
     _check(0.0 <= r.padding <= 1.0, "redact", "padding", "between 0 and 1")
+    _check(
+        r.padding_large < 0 or r.padding_large <= 1.0, "redact", "padding_large", "negative (= BLUR_PADDING) or 0..1"
+    )
     _check(2 <= r.cells <= 24, "redact", "cells", "between 2 and 24 (higher keeps more detail)")
     _check(2 <= r.blocks <= 8, "redact", "blocks", "between 2 and 8")
     _check(r.shape in {"rect", "ellipse"}, "redact", "shape", "rect or ellipse")
@@ -192,6 +218,11 @@ def validate(s: Settings) -> None:
     _check(1 <= i.max_side <= 65_000, "image", "max_side", "between 1 and 65000")
     _check(i.jpeg_quality == 0 or 30 <= i.jpeg_quality <= 100, "image", "jpeg_quality", "0 or 30..100")
     _check(1 <= i.threads <= 64, "image", "threads", "between 1 and 64")
+    for name in ("memory_limit", "map_limit", "disk_limit"):
+        try:
+            parse_bytes(getattr(i, name))
+        except ValueError:
+            _check(False, "image", name, "a size such as 512MiB or 2GiB")
     v = s.service
     _check(0 <= v.concurrency <= 256, "service", "concurrency", "between 0 (= CPU count) and 256")
     _check(v.detector == "local", "service", "detector", "local (the Rekognition detector is not built yet)")

@@ -83,3 +83,15 @@ def orient_box(
     ax, ay = orient_point(x, y, orientation, width, height)
     bx, by = orient_point(x + w, y + h, orientation, width, height)
     return min(ax, bx), min(ay, by), abs(bx - ax), abs(by - ay)
+
+
+def face_padding(size: float, small: float, large: float, lo: float = 64.0, hi: float = 200.0) -> float:
+    """Padding for a face whose longer side is `size` px: `small` up to `lo` px, `large` from `hi` px,
+    log-interpolated between. Small boxes are imprecise and need a wide margin; large ones are precise,
+    and a wide margin on them blurs a lot of background."""
+    if large < 0 or size <= lo:
+        return small
+    if size >= hi:
+        return large
+    t = (np.log(size) - np.log(lo)) / (np.log(hi) - np.log(lo))
+    return float(small + (large - small) * t)

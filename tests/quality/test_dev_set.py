@@ -56,6 +56,6 @@ def test_faces_protected_and_collateral_within_bounds(dev_results):
         f"negatives collateral {negatives:.4f}"
     )
     assert tally.faces >= 200  # the set has 218 countable faces; fewer means the measure broke
-    assert protected >= 0.93
+    assert protected >= 0.95  # the issue asks 0.93; we measure ~0.977 and guard against regressions
     assert collateral <= 0.02
     assert negatives <= 0.01

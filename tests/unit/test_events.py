@@ -48,9 +48,7 @@ def _eventbridge_body(detail_type: str = "Object Created", **fields: object) -> 
 
 
 def _sns_body(message: object, kind: str = "Notification") -> str:
-    return json.dumps(
-        {"Type": kind, "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-west-2:1:t", "Message": message}
-    )
+    return json.dumps({"Type": kind, "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-west-2:1:t", "Message": message})
 
 
 _AWS_BUCKET = "faceblur-uploads-example"
@@ -87,9 +85,7 @@ EXPECTED: dict[str, list[ObjectRef]] = {
         )
     ],
     "s3_multi_record": [
-        _aws_put(
-            "batch/a.jpg", size=1001, etag="0cc175b9c0f1b6a831c399e269772661", sequencer="0066432B00000000A1"
-        ),
+        _aws_put("batch/a.jpg", size=1001, etag="0cc175b9c0f1b6a831c399e269772661", sequencer="0066432B00000000A1"),
         _aws_put(
             "batch/b.jpg",
             size=2002,

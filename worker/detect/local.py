@@ -43,6 +43,16 @@ class LocalDetector:
                 boxes = self.model.run(rgb, s.threshold)
                 boxes[:, :4] *= factor
                 found.append(boxes)
+            if s.rotated_side:
+                # Upside-down faces (people lying down, photos held upside down): CenterFace only finds
+                # upright faces, so detect once more on the photo turned 180 degrees, small and strict.
+                rgb, factor = frame.rgb(s.rotated_side, s.max_upscale)
+                h, w = rgb.shape[:2]
+                boxes = self.model.run(np.ascontiguousarray(rgb[::-1, ::-1]), s.rotated_threshold)
+                boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+                boxes[:, [1, 3]] = h - boxes[:, [3, 1]]
+                boxes[:, :4] *= factor
+                found.append(boxes)
         except DetectionFailed:
             raise
         except Exception as exc:  # ONNX Runtime errors: never return a partial answer

@@ -15,7 +15,8 @@ from wand.api import library
 
 from worker.config import ImageSettings
 from worker.errors import CorruptImage, ImageTooLarge, NotAnImage, UnsupportedImage
-from worker.imaging.magick import Image, magick_errors
+from worker.imaging import exif
+from worker.imaging.magick import Image, decode_warning, magick_errors
 
 # magic prefix -> ImageMagick coder
 _MAGIC: list[tuple[bytes, str]] = [
@@ -137,6 +138,33 @@ def export_rgb(img: Image) -> np.ndarray:
     return out
 
 
+ORIENTATIONS = (
+    "undefined",
+    "top_left",
+    "top_right",
+    "bottom_right",
+    "bottom_left",
+    "left_top",
+    "right_top",
+    "right_bottom",
+    "left_bottom",
+)  # index = EXIF value
+# Chunks the PNG encoder must not write: no timestamps, no colour-management leftovers from the input other than
+# the ICC profile we put back. (strip() excludes iCCP too, which would drop the profile we keep.)
+PNG_EXCLUDED_CHUNKS = "bKGD,caNv,cHRM,eXIf,gAMA,pHYs,date,time"
+
+
+def _orient(img: Image, coder: str, data: bytes) -> None:
+    """Make the pixels upright. ImageMagick 6 reads the Orientation tag of JPEGs only; for PNG (eXIf chunk) and
+    WebP (EXIF chunk) it is read here, as viewers and browsers honour it there too."""
+    if coder != "jpeg" and img.orientation in ("undefined", "top_left"):
+        raw = img.profiles.get("exif") or (exif.png_exif(data) if coder == "png" else None)
+        value = exif.orientation(bytes(raw)) if raw else None
+        if value and value != 1:
+            img.orientation = ORIENTATIONS[value]
+    img.auto_orient()
+
+
 def decode(data: bytes, header: Header) -> Photo:
     """Full decode, upright (all 8 EXIF orientations), sRGB, metadata stripped except the ICC profile."""
     what = f"decoding the {header.coder.upper()} image"
@@ -144,11 +172,17 @@ def decode(data: bytes, header: Header) -> Photo:
     try:
         with magick_errors(what):
             img.read(blob=data, format=header.coder)
+            if len(img.sequence) > 1:
+                # Only the current frame would be blurred; refusing is safer than publishing the others.
+                raise UnsupportedImage(f"{what}: animated images ({len(img.sequence)} frames) are not supported")
             if img.size != (header.width, header.height) or img.width * img.height == 0:
                 raise CorruptImage(f"{what}: decoded size {img.size} differs from the header")
+            problem = decode_warning(img)
+            if problem:
+                raise CorruptImage(f"{what}: truncated or corrupt ({problem})")
             quality = int(img.compression_quality or 0)
             sampling = img.metadata.get("jpeg:sampling-factor") if header.coder == "jpeg" else None
-            img.auto_orient()
+            _orient(img, header.coder, data)
             icc = img.profiles.get("icc")
             if img.colorspace == "cmyk":
                 # CMYK JPEGs (print workflows) become sRGB: their CMYK ICC profile no longer applies.
@@ -156,6 +190,9 @@ def decode(data: bytes, header: Header) -> Photo:
                 icc = None
             # Removes EXIF (GPS, thumbnail, camera serials), XMP (incl. face-region names), IPTC, comments.
             img.strip()
+            # strip() leaves some text properties behind (PNG tEXt keys such as Author): drop them too.
+            for key in [k for k in img.metadata if not k.startswith(("png:", "jpeg:"))]:
+                del img.metadata[key]
             if icc:
                 img.profiles["icc"] = icc
             has_alpha = bool(img.alpha_channel)
@@ -176,8 +213,7 @@ def encode(photo: Photo, settings: ImageSettings) -> bytes:
             if photo.sampling_factor:
                 img.options["jpeg:sampling-factor"] = photo.sampling_factor
         elif photo.coder == "png":
-            # No timestamps: an output should not say when it was processed.
-            img.options["png:exclude-chunk"] = "date,time"
+            img.artifacts["png:exclude-chunk"] = PNG_EXCLUDED_CHUNKS
         elif photo.coder == "webp":
             img.compression_quality = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
         blob = img.make_blob()

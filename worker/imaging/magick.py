@@ -7,6 +7,7 @@ so this module sets them *before* importing wand; every other module imports wan
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.config import ImageSettings
+from worker.config import ImageSettings, parse_bytes
 
 POLICY_DIR = Path(__file__).parent / "policy"
 
@@ -27,28 +28,33 @@ atexit.register(shutil.rmtree, _private_tmp, True)
 
 import wand.exceptions as wand_exc  # noqa: E402  (must follow the environment set-up above)
 import wand.resource  # noqa: E402
+from wand.api import libmagick, library  # noqa: E402
 from wand.image import Image  # noqa: E402
 
 from worker.errors import CorruptImage, ImageTooLarge, PermanentError, UnsupportedImage  # noqa: E402
 
 __all__ = ["Image", "configure", "magick_errors", "temp_dir"]
 
-# A truncated JPEG decodes "successfully" with a grey bottom and only a warning; we refuse it instead.
-warnings.filterwarnings("error", category=wand_exc.CorruptImageWarning)
-# Other coder warnings (e.g. libpng's "known incorrect sRGB profile") are harmless noise.
+# Coder warnings (e.g. libpng's "known incorrect sRGB profile") are harmless noise. Truncation is a warning
+# too in ImageMagick 6, but one stored on the image that Wand never raises: see `decode_warning`.
 warnings.filterwarnings("ignore", category=wand_exc.WandWarning)
 
-_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+# ImageMagick 6 keeps a decoder's warnings on the image; these read them (ctypes, not wrapped by Wand).
+library.GetImageFromMagickWand.restype = ctypes.c_void_p
+library.GetImageFromMagickWand.argtypes = [ctypes.c_void_p]
+libmagick.AcquireExceptionInfo.restype = ctypes.c_void_p
+libmagick.GetImageException.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+libmagick.DestroyExceptionInfo.argtypes = [ctypes.c_void_p]
+libmagick.DestroyExceptionInfo.restype = ctypes.c_void_p
 
 
-def parse_bytes(text: str) -> int:
-    """'512MiB' -> 536870912. Plain numbers are bytes."""
-    t = text.strip().lower()
-    digits = t.rstrip("kmgib")
-    unit = t[len(digits) :]
-    if unit not in _UNITS or not digits:
-        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 2GiB)")
-    return int(float(digits) * _UNITS[unit])
+class _ExceptionInfo(ctypes.Structure):  # the leading fields of MagickCore's ExceptionInfo
+    _fields_ = (
+        ("severity", ctypes.c_int),
+        ("error_number", ctypes.c_int),
+        ("reason", ctypes.c_char_p),
+        ("description", ctypes.c_char_p),
+    )
 
 
 def temp_dir() -> str:
@@ -59,14 +65,39 @@ def configure(settings: ImageSettings) -> None:
     """Explicit limits, whatever the system policy says: an image over them fails fast instead of
     exhausting the task's memory."""
     limits = wand.resource.limits
-    limits["width"] = settings.max_side
-    limits["height"] = settings.max_side
+    # Twice our own limit: the header is pinged first and refused by read_header with a clear message; at
+    # exactly MAX_SIDE ImageMagick would fail the ping itself with an anonymous error.
+    limits["width"] = min(2 * settings.max_side, 2**16)
+    limits["height"] = min(2 * settings.max_side, 2**16)
     # area: pixels held in the pixel cache at once (the full image plus working copies).
     limits["area"] = settings.max_pixels * 2
     limits["memory"] = parse_bytes(settings.memory_limit)
     limits["map"] = parse_bytes(settings.map_limit)
     limits["disk"] = parse_bytes(settings.disk_limit)
     limits["thread"] = settings.threads
+
+
+CORRUPT_IMAGE_WARNING = 325  # MagickCore ExceptionType
+
+
+def decode_warning(img: Image) -> str | None:
+    """The decoder's warning that the data ended early ("Premature end of JPEG file"), if any.
+
+    Only truncation is refused: libjpeg also warns about e.g. extraneous bytes before a marker in photos
+    that decode perfectly, and those must not be lost to the DLQ.
+    """
+    info = libmagick.AcquireExceptionInfo()
+    try:
+        libmagick.GetImageException(library.GetImageFromMagickWand(img.wand), info)
+        exc = _ExceptionInfo.from_address(info)
+        if exc.severity < CORRUPT_IMAGE_WARNING:
+            return None
+        text = " ".join(p.decode(errors="replace") for p in (exc.reason, exc.description) if p)
+        if exc.severity >= 400 or "premature end" in text.lower() or "truncat" in text.lower():
+            return text or "decoder reported a corrupt image"
+        return None
+    finally:
+        libmagick.DestroyExceptionInfo(info)
 
 
 def policy_active() -> bool:

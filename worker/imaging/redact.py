@@ -19,7 +19,7 @@ from wand.api import library
 from worker.config import RedactSettings
 from worker.detect import Face
 from worker.errors import CorruptImage
-from worker.geometry import pad_and_clamp
+from worker.geometry import face_padding, pad_and_clamp
 from worker.imaging.codec import Photo
 from worker.imaging.magick import Image, magick_errors
 
@@ -27,9 +27,16 @@ _FLOAT_PIXEL = 3  # ImageMagick StorageType FloatPixel: values in [0, 1], keeps 
 SPREAD_CELLS = 1.1  # Gaussian sigma, in cells, used to spread the cells back (no block edges remain)
 
 
-def regions(faces: list[Face], padding: float, width: int, height: int) -> list[tuple[int, int, int, int]]:
+def regions(
+    faces: list[Face], padding: float, width: int, height: int, padding_large: float = -1.0
+) -> list[tuple[int, int, int, int]]:
     """Padded, clamped pixel regions (x0, y0, x1, y1) for the faces."""
-    return [r for f in faces if (r := pad_and_clamp(f.x, f.y, f.w, f.h, padding, width, height)) is not None]
+    return [
+        r
+        for f in faces
+        if (r := pad_and_clamp(f.x, f.y, f.w, f.h, face_padding(max(f.w, f.h), padding, padding_large), width, height))
+        is not None
+    ]
 
 
 def grid_size(w: int, h: int, across: int) -> tuple[int, int]:
@@ -104,7 +111,7 @@ def redact(photo: Photo, faces: list[Face], settings: RedactSettings) -> int:
     """Obscure every face of `photo` in place. Returns the number of regions changed."""
     img = photo.image
     w, h = photo.size
-    boxes = regions(faces, settings.padding, w, h)
+    boxes = regions(faces, settings.padding, w, h, settings.padding_large)
     across = {"blur": settings.cells, "pixelate": settings.blocks, "solid": 1}[settings.mode]
     ellipse = settings.shape == "ellipse"
     with magick_errors("blurring faces"):

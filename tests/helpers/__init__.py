@@ -1,0 +1,1 @@
+"""Test helpers: synthetic images, hand-built file formats and small image measures (numpy only)."""

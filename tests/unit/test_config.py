@@ -1,0 +1,190 @@
+"""worker.config: defaults, environment parsing, validation that names the offending variable."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from worker.config import (
+    ConfigError,
+    DetectSettings,
+    RedactSettings,
+    Settings,
+    describe,
+    env_var,
+    from_env,
+)
+
+
+def test_defaults_are_valid_and_match_the_documentation():
+    s = Settings()
+    assert s.detect == DetectSettings()
+    assert (s.detect.threshold, s.detect.coarse_side, s.detect.fine_side) == (0.2, 640, 1024)
+    assert (s.detect.max_upscale, s.detect.rotated_side, s.detect.rotated_threshold) == (1.5, 480, 0.5)
+    assert (s.redact.mode, s.redact.shape, s.redact.padding, s.redact.padding_large) == ("blur", "rect", 0.4, 0.2)
+    assert (s.image.max_pixels, s.image.max_side, s.image.jpeg_quality) == (50_000_000, 20_000, 0)
+
+
+def test_empty_environment_gives_defaults():
+    assert from_env({}) == Settings()
+
+
+def test_empty_values_count_as_unset():
+    assert from_env({"BLUR_MODE": "", "MAX_PIXELS": ""}) == Settings()
+
+
+def test_settings_are_frozen():
+    s = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.redact.mode = "solid"  # type: ignore[misc]
+
+
+def test_environment_is_parsed_into_each_group():
+    env = {
+        "DETECT_THRESHOLD": "0.5",
+        "DETECT_COARSE_SIDE": "800",
+        "DETECT_FINE_SIDE": "0",
+        "DETECT_MAX_UPSCALE": "1.5",
+        "DETECT_NMS_IOU": "0.4",
+        "DETECT_ROTATED_SIDE": "0",
+        "DETECT_ROTATED_THRESHOLD": "0.6",
+        "BLUR_MODE": "pixelate",
+        "BLUR_PADDING": "0.5",
+        "BLUR_PADDING_LARGE": "0.25",
+        "BLUR_CELLS": "12",
+        "PIXELATE_BLOCKS": "6",
+        "BLUR_SHAPE": "ellipse",
+        "MAX_PIXELS": "1000000",
+        "MAX_SIDE": "4000",
+        "JPEG_QUALITY": "88",
+        "MAGICK_MEMORY_LIMIT": "256MiB",
+        "MAGICK_MAP_LIMIT": "512MiB",
+        "MAGICK_DISK_LIMIT": "1GiB",
+        "MAGICK_THREAD_LIMIT": "2",
+    }
+    s = from_env(env)
+    assert s.detect == DetectSettings(
+        threshold=0.5, coarse_side=800, fine_side=0, max_upscale=1.5, nms_iou=0.4, rotated_side=0, rotated_threshold=0.6
+    )
+    assert s.redact == RedactSettings(
+        mode="pixelate", padding=0.5, padding_large=0.25, cells=12, blocks=6, shape="ellipse"
+    )
+    assert s.image.max_pixels == 1_000_000
+    assert s.image.max_side == 4000
+    assert s.image.jpeg_quality == 88
+    assert (s.image.memory_limit, s.image.map_limit, s.image.disk_limit) == ("256MiB", "512MiB", "1GiB")
+    assert s.image.threads == 2
+    assert isinstance(s.detect.coarse_side, int)
+    assert isinstance(s.detect.threshold, float)
+
+
+def test_values_are_trimmed():
+    s = from_env({"BLUR_MODE": " solid ", "BLUR_CELLS": " 10 ", "DETECT_THRESHOLD": " 0.4\n"})
+    assert (s.redact.mode, s.redact.cells, s.detect.threshold) == ("solid", 10, 0.4)
+
+
+def test_every_setting_has_its_variable():
+    s = Settings()
+    names = {
+        f"{group.name}.{f.name}"
+        for group in dataclasses.fields(Settings)
+        for f in dataclasses.fields(getattr(s, group.name))
+    }
+    assert "redact.mode" in names
+    assert "image.max_pixels" in names
+    assert set(describe(s)) == names
+    variables = [env_var(*key.split(".")) for key in names]
+    assert len(set(variables)) == len(variables)  # one variable per setting
+    for key, var in zip(names, variables, strict=True):
+        group, name = key.split(".")
+        default = getattr(getattr(s, group), name)
+        # The variable really drives its setting: the default, as text, round-trips.
+        assert getattr(getattr(from_env({var: str(default) or " "}), group), name) == default
+
+
+def test_every_numeric_variable_rejects_text_and_names_itself():
+    s = Settings()
+    numeric = [key for key, value in describe(s).items() if isinstance(value, int | float)]
+    assert len(numeric) >= 12
+    for key in numeric:
+        var = env_var(*key.split("."))
+        with pytest.raises(ConfigError) as info:
+            from_env({var: "not-a-number"})
+        assert var in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        # not a number
+        ("DETECT_THRESHOLD", "high"),
+        ("DETECT_COARSE_SIDE", "640px"),
+        ("DETECT_COARSE_SIDE", "640.5"),
+        ("BLUR_CELLS", "eight"),
+        ("MAX_PIXELS", "50M"),
+        ("MAGICK_THREAD_LIMIT", "1.0"),
+        # out of range
+        ("DETECT_THRESHOLD", "0"),
+        ("DETECT_THRESHOLD", "0.99"),
+        ("DETECT_THRESHOLD", "nan"),
+        ("DETECT_COARSE_SIDE", "100"),
+        ("DETECT_COARSE_SIDE", "5000"),
+        ("DETECT_FINE_SIDE", "320"),  # not above the coarse side
+        ("DETECT_FINE_SIDE", "640"),
+        ("DETECT_FINE_SIDE", "9000"),
+        ("DETECT_FINE_SIDE", "-1"),
+        ("DETECT_MAX_UPSCALE", "0.5"),
+        ("DETECT_MAX_UPSCALE", "inf"),
+        ("DETECT_NMS_IOU", "0"),
+        ("DETECT_NMS_IOU", "1"),
+        ("BLUR_MODE", "smudge"),
+        ("BLUR_MODE", "BLUR"),
+        ("BLUR_PADDING", "-0.1"),
+        ("BLUR_PADDING", "2"),
+        ("BLUR_CELLS", "1"),
+        ("BLUR_CELLS", "25"),
+        ("PIXELATE_BLOCKS", "9"),
+        ("PIXELATE_BLOCKS", "1"),
+        ("BLUR_SHAPE", "circle"),
+        ("MAX_PIXELS", "0"),
+        ("MAX_PIXELS", "2000000000"),
+        ("MAX_SIDE", "0"),
+        ("MAX_SIDE", "70000"),
+        ("JPEG_QUALITY", "20"),
+        ("JPEG_QUALITY", "101"),
+        ("MAGICK_THREAD_LIMIT", "0"),
+        ("MAGICK_THREAD_LIMIT", "65"),
+    ],
+)
+def test_invalid_value_names_the_variable(var, value):
+    with pytest.raises(ConfigError) as info:
+        from_env({var: value})
+    assert var in str(info.value)
+
+
+def test_fine_side_bound_follows_the_coarse_side():
+    assert from_env({"DETECT_COARSE_SIDE": "320", "DETECT_FINE_SIDE": "480"}).detect.fine_side == 480
+    with pytest.raises(ConfigError, match="DETECT_FINE_SIDE"):
+        from_env({"DETECT_COARSE_SIDE": "1000", "DETECT_FINE_SIDE": "900"})
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("JPEG_QUALITY", "0"), ("JPEG_QUALITY", "30"), ("JPEG_QUALITY", "100"), ("DETECT_FINE_SIDE", "8192"),
+     ("BLUR_PADDING", "0"), ("BLUR_PADDING", "1"), ("PIXELATE_BLOCKS", "8"), ("MAX_SIDE", "65000")],
+)  # fmt: skip
+def test_boundary_values_are_accepted(var, value):
+    from_env({var: value})
+
+
+def test_settings_built_in_code_are_validated_too():
+    with pytest.raises(ConfigError, match="BLUR_MODE"):
+        Settings(redact=RedactSettings(mode="nope"))
+
+
+@pytest.mark.parametrize("var", ["MAGICK_MEMORY_LIMIT", "MAGICK_MAP_LIMIT", "MAGICK_DISK_LIMIT"])
+def test_invalid_magick_limit_names_the_variable(var):
+    with pytest.raises(ConfigError) as info:
+        from_env({var: "lots"})
+    assert var in str(info.value)
