@@ -1,12 +1,11 @@
-"""The local detector: CenterFace at two scales, merged.
+"""The local detector: CenterFace at two scales plus an upside-down pass, merged by NMS.
 
-A coarse pass (long side DETECT_COARSE_SIDE, ~640 px) finds large faces; a fine pass (DETECT_FINE_SIDE,
-~1280 px, enlarging small photos up to DETECT_MAX_UPSCALE) finds the small ones that a single 640 px pass
-loses. The fine pass is capped in pixels, not tiled at full resolution, so its cost does not grow with the
-photo's megapixels. On ../shared/faces/dev this scheme finds as many faces as three scales at a quarter
-of the cost (docs/benchmarks.md).
+A coarse pass (long side DETECT_COARSE_SIDE, 640 px) finds large faces; a fine pass (DETECT_FINE_SIDE, 1024 px,
+enlarging small photos up to DETECT_MAX_UPSCALE) finds the small ones that a single 640 px pass loses; a strict
+pass on the photo turned 180 degrees (DETECT_ROTATED_SIDE, 480 px) finds upside-down faces, which CenterFace
+misses upright. The fine pass is capped in pixels, not tiled at full resolution, so its cost does not grow with
+the photo's megapixels. The sizes and thresholds come from a sweep on ../shared/faces/dev (docs/benchmarks.md).
 """
-
 from __future__ import annotations
 
 import numpy as np
