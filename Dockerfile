@@ -39,6 +39,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     MAGICK_TEMPORARY_PATH=/tmp \
     LOG_FORMAT=json \
     METRICS_PORT=9102
+# ImageMagick's temp files go to /tmp. Declared as a volume so that, with the read-only root filesystem on
+# Fargate, the task's /tmp mount inherits this directory's permissions (world-writable) for uid 10001.
+VOLUME ["/tmp"]
 USER 10001
 EXPOSE 9102
 STOPSIGNAL SIGTERM

@@ -1,0 +1,49 @@
+# Example inputs: copy, adjust, then `terraform apply -var-file=examples/production.tfvars`.
+aws_region  = "eu-west-1"
+name_prefix = "faceblur"
+image_tag   = "3f2c1a9" # git SHA of the pushed image; tags are immutable
+
+vpc_id             = "vpc-0123456789abcdef0"
+private_subnet_ids = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+
+# Prometheus lives in the monitoring subnet / security group.
+metrics_ingress_cidr_blocks        = ["10.20.0.0/24"]
+metrics_ingress_security_group_ids = ["sg-0123456789abcdef0"]
+
+# Optional customer managed key for S3, SQS, ECR and logs (see README for its key policy).
+# kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+enable_versioning        = false
+original_expiration_days = 30
+upload_prefix_filter     = "uploads/"
+upload_suffix_filter     = ""
+output_prefix            = ""
+
+cpu_architecture   = "ARM64"
+task_cpu           = 1024
+task_memory        = 2048
+log_retention_days = 30
+
+detector               = "local"
+worker_concurrency     = 4
+max_processing_seconds = 120
+max_pixels             = 50000000
+max_object_bytes       = 52428800
+shutdown_grace_seconds = 100
+rekognition_tps        = 5
+
+extra_environment = {
+  LOG_LEVEL = "info"
+}
+
+desired_count           = 1
+min_capacity            = 0
+max_capacity            = 10
+target_backlog_per_task = 20
+
+oldest_message_age_alarm_seconds = 900
+alarm_sns_topic_arn              = "arn:aws:sns:eu-west-1:123456789012:faceblur-alarms"
+
+tags = {
+  Team = "media"
+}

@@ -1,0 +1,125 @@
+locals {
+  name       = var.name_prefix
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  tags = merge(var.tags, {
+    Application = "faceblur"
+    ManagedBy   = "terraform"
+  })
+
+  use_kms = var.kms_key_arn != null
+
+  source_bucket_name = coalesce(var.source_bucket_name, "${local.name}-source-${local.account_id}-${var.aws_region}")
+  output_bucket_name = coalesce(var.output_bucket_name, "${local.name}-output-${local.account_id}-${var.aws_region}")
+
+  # A message must stay invisible for longer than the worst case the worker may spend on it, with room for
+  # retries inside the worker: 6 x the processing budget (AWS's guidance for Lambda/SQS), capped at the SQS
+  # maximum of 12 hours (var.max_processing_seconds <= 7200 keeps it exact).
+  visibility_timeout_seconds = min(6 * var.max_processing_seconds, 43200)
+
+  # CloudWatch dimensions and names used by autoscaling.tf and alarms.tf.
+  log_group_name = "/ecs/${local.name}-worker"
+  container_name = "worker"
+
+  # Container stopTimeout (seconds between SIGTERM and SIGKILL); Fargate allows at most 120.
+  # SHUTDOWN_GRACE_SECONDS must stay below it (validated on var.shutdown_grace_seconds).
+  stop_timeout_seconds = 120
+
+  # Valid Fargate memory sizes (MiB) per CPU value, for the precondition in ecs.tf.
+  fargate_memory_options = {
+    "256"   = [512, 1024, 2048]
+    "512"   = range(1024, 4097, 1024)
+    "1024"  = range(2048, 8193, 1024)
+    "2048"  = range(4096, 16385, 1024)
+    "4096"  = range(8192, 30721, 1024)
+    "8192"  = range(16384, 61441, 4096)
+    "16384" = range(32768, 122881, 8192)
+  }
+
+  # Everything the worker reads from its environment. Values must be strings for the ECS API.
+  # DLQ_URL spares the worker a GetQueueUrl call (it would otherwise resolve the RedrivePolicy target);
+  # SOURCE_BUCKET feeds its start-up recursion guard.
+  base_environment = {
+    AWS_REGION             = var.aws_region
+    QUEUE_URL              = aws_sqs_queue.jobs.url
+    DLQ_URL                = aws_sqs_queue.dlq.url
+    SOURCE_BUCKET          = aws_s3_bucket.source.bucket
+    OUTPUT_BUCKET          = aws_s3_bucket.output.bucket
+    OUTPUT_PREFIX          = var.output_prefix
+    WORKER_CONCURRENCY     = tostring(var.worker_concurrency)
+    METRICS_PORT           = tostring(var.metrics_port)
+    DETECTOR               = var.detector
+    MAX_PIXELS             = tostring(var.max_pixels)
+    MAX_OBJECT_BYTES       = tostring(var.max_object_bytes)
+    MAX_PROCESSING_SECONDS = tostring(var.max_processing_seconds)
+    SHUTDOWN_GRACE_SECONDS = tostring(var.shutdown_grace_seconds)
+    LOG_FORMAT             = "json"
+    REKOGNITION_TPS        = tostring(var.rekognition_tps)
+    MAGICK_TEMPORARY_PATH  = "/tmp"
+  }
+  # Outputs are written with SSE-KMS under the customer key only when one is configured. (A for expression,
+  # because `cond ? { SSE_KMS_KEY_ID = ... } : {}` is an error: the two object types differ.)
+  kms_environment = { for k, v in { SSE_KMS_KEY_ID = var.kms_key_arn } : k => v if local.use_kms }
+
+  # Managed entries win over var.extra_environment (whose validation forbids the same names anyway).
+  managed_environment = merge(local.base_environment, local.kms_environment)
+  environment         = merge(var.extra_environment, local.managed_environment)
+
+  worker_container = {
+    name      = local.container_name
+    image     = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
+    essential = true
+
+    environment = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
+
+    portMappings = [{
+      containerPort = var.metrics_port
+      protocol      = "tcp"
+      name          = "metrics"
+    }]
+
+    # The root filesystem is read-only; ImageMagick's temporary files (MAGICK_TEMPORARY_PATH) and any other
+    # scratch space go to /tmp, a task-scoped volume on the task's ephemeral storage.
+    readonlyRootFilesystem = true
+    mountPoints = [{
+      sourceVolume  = "tmp"
+      containerPath = "/tmp"
+      readOnly      = false
+    }]
+
+    # tini-style init as PID 1: forwards SIGTERM to the worker and reaps ImageMagick's children.
+    linuxParameters = {
+      initProcessEnabled = true
+    }
+
+    # ECS sends SIGTERM, waits stopTimeout seconds, then SIGKILL. The worker stops receiving and finishes
+    # in-flight photos within SHUTDOWN_GRACE_SECONDS (< 120); unfinished messages reappear after their
+    # visibility timeout.
+    stopTimeout = local.stop_timeout_seconds
+
+    healthCheck = {
+      command = [
+        "CMD-SHELL",
+        "python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:${var.metrics_port}/healthz', timeout=3)\" || exit 1",
+      ]
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 60
+    }
+
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.worker.name
+        awslogs-region        = var.aws_region
+        awslogs-stream-prefix = "worker"
+        mode                  = "non-blocking"
+        max-buffer-size       = "25m"
+      }
+    }
+  }
+
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+}
