@@ -6,6 +6,7 @@ pass on the photo turned 180 degrees (DETECT_ROTATED_SIDE, 480 px) finds upside-
 misses upright. The fine pass is capped in pixels, not tiled at full resolution, so its cost does not grow with
 the photo's megapixels. The sizes and thresholds come from a sweep on ../shared/faces/dev (docs/benchmarks.md).
 """
+
 from __future__ import annotations
 
 import numpy as np
