@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from worker.aws import client
 from worker.config import Settings
@@ -41,7 +41,7 @@ def _not_up_yet(exc: BaseException) -> bool:
 # creates the queue): retry for a minute instead of relying on start order.
 _connect_retry = retry(
     retry=retry_if_exception(_not_up_yet),
-    wait=wait_exponential_jitter(initial=0.5, max=5),
+    wait=wait_random_exponential(multiplier=0.5, max=5),
     stop=stop_after_delay(60),
     reraise=True,
 )
@@ -146,14 +146,10 @@ def install_signal_handlers(service: Service) -> None:
     received = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
+        # No logging here: the handler may interrupt a log write that holds the (non-reentrant) output lock.
         if received.is_set():
             os._exit(128 + signum)
         received.set()
-        log.info(
-            "signal received, draining",
-            signal=signal.Signals(signum).name,
-            grace_s=service.settings.service.shutdown_grace_seconds,
-        )
         service.consumer.stop()
 
     signal.signal(signal.SIGTERM, handler)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import queue as stdqueue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +67,10 @@ class Consumer:
         self.stopping = threading.Event()  # stop receiving
         self.stopped = threading.Event()  # everything settled, threads done
         self._halt = threading.Event()  # tells the settler and housekeeper to finish
+        # Serialises visibility changes: a heartbeat must never overwrite a retry delay or a return (visibility 0)
+        # that the settler or the drain made a moment earlier.
+        self._visibility_lock = threading.Lock()
+        self._key_locks = KeyLocks()
         self.last_tick = time.monotonic()
         self.ready = False
         self.metrics.pool_size.set(self.slots)
@@ -114,6 +120,8 @@ class Consumer:
                 if until_idle and not messages and not self._unsettled:
                     break
         finally:
+            if self.stopping.is_set():
+                log.info("stop requested: finishing in-flight work", grace_s=self.svc.shutdown_grace_seconds)
             self._drain()
             self._halt.set()
             for t in threads:
@@ -172,7 +180,10 @@ class Consumer:
                 log.warning("ignored our own output", **describe(ref))
                 continue
             try:
-                outcome = process_object(ref, self.storage, self.detector, self.settings)
+                # The same object twice in flight (a duplicate notification in one batch): the second waits, then
+                # its idempotency check finds the first one's output.
+                with self._key_locks.hold((ref.bucket, ref.key, ref.version_id, ref.etag)):
+                    outcome = process_object(ref, self.storage, self.detector, self.settings)
             except Exception as exc:
                 action, reason = policy.classify(exc)
                 self.metrics.photos.labels("failed").inc()
@@ -267,9 +278,19 @@ class Consumer:
             self.metrics.messages.labels(s.outcome).inc()
         self._forget([s.message for s in batch])
 
+    def _release(self, messages: list[Message], seconds: int) -> None:
+        """Stop tracking (so no heartbeat extends them again) and set their visibility, atomically w.r.t. heartbeats.
+        If the call fails, the visibility already set still brings the messages back."""
+        with self._visibility_lock:
+            with self._lock:
+                for m in messages:
+                    self._unsettled.pop(m.receipt, None)
+                self.metrics.in_flight.set(len(self._unsettled))
+            self.source.set_visibility(messages, seconds)
+
     def _retry(self, s: Settlement) -> None:
         delay = policy.retry_delay(s.message.receive_count, self.svc.retry_base_seconds, self.svc.retry_max_seconds)
-        self.source.set_visibility([s.message], delay)  # if this fails the old visibility still brings it back
+        self._release([s.message], delay)
         self.metrics.retries.labels(s.reason).inc()
         self.metrics.messages.labels("retried").inc()
         log.info(
@@ -310,7 +331,7 @@ class Consumer:
     def _return(self, messages: list[Message]) -> None:
         if not messages:
             return
-        self.source.set_visibility(messages, 0)
+        self._release(messages, 0)
         self.metrics.messages.labels("returned_on_shutdown").inc(len(messages))
         log.info("messages returned to the queue", count=len(messages))
 
@@ -328,15 +349,16 @@ class Consumer:
                 next_depth = now + self.svc.queue_depth_seconds
 
     def heartbeat(self, now: float) -> None:
-        with self._lock:
-            pending = list(self._unsettled.values())
-        extend = [m for m in pending if now - m.received_at < self.svc.max_processing_seconds]
+        with self._visibility_lock:
+            with self._lock:
+                pending = list(self._unsettled.values())
+            extend = [m for m in pending if now - m.received_at < self.svc.max_processing_seconds]
+            if extend:
+                self.source.set_visibility(extend, self.svc.visibility_seconds)
+                self.metrics.heartbeats.inc(len(extend))
         for m in pending:
             if m not in extend:
                 log.warning("message over MAX_PROCESSING_SECONDS, no longer extended", message_id=m.message_id)
-        if extend:
-            self.source.set_visibility(extend, self.svc.visibility_seconds)
-            self.metrics.heartbeats.inc(len(extend))
 
     def _read_depth(self) -> None:
         for name, q in (("source", self.source), ("dlq", self.dlq)):
@@ -359,9 +381,6 @@ class Consumer:
         if unfinished:
             log.warning("grace period over, returning unfinished messages", count=len(unfinished))
             self._return(unfinished)
-            with self._lock:
-                for m in unfinished:
-                    self._unsettled.pop(m.receipt, None)
         # Let the settler flush what finished in time.
         while not self._drained() and time.monotonic() < deadline + 5:
             time.sleep(0.05)
@@ -372,6 +391,30 @@ class Consumer:
     def abandoned(self) -> int:
         with self._lock:
             return len(self._processing)
+
+
+class KeyLocks:
+    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Any, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: Any) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
 
 def describe_settings(settings: Settings) -> dict[str, Any]:

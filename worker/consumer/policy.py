@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -14,7 +15,7 @@ def retry_delay(receive_count: int, base: int, cap: int, rand: random.Random | N
     n = max(1, receive_count)
     ceiling = min(cap, base * 2 ** min(n - 1, 20))
     r = rand or random
-    return int(min(cap, ceiling / 2 + r.random() * ceiling / 2))
+    return min(cap, math.ceil(ceiling / 2 + r.random() * ceiling / 2))
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
