@@ -11,14 +11,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# Dependencies first, in their own layer: editing the worker's code does not reinstall them.
 COPY pyproject.toml README.md ./
 COPY requirements/constraints.txt requirements/constraints.txt
-COPY worker ./worker
+COPY worker/__init__.py worker/__init__.py
 # Optional CA bundle for builds behind a TLS-intercepting proxy; absent in a normal build, never in the image.
 RUN --mount=type=secret,id=pip_ca,required=false \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c requirements/constraints.txt . \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c requirements/constraints.txt .
+COPY worker ./worker
+RUN --mount=type=secret,id=pip_ca,required=false \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --force-reinstall . \
  && FACEBLUR_MODEL_PATH=/opt/model/centerface.onnx /opt/venv/bin/python -m worker.detect.model \
  && /opt/venv/bin/pip uninstall -y pip
 
@@ -28,7 +33,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libmagickwand-6.q16-6 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin faceblur
+ && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin faceblur
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/model /opt/model
 ENV PATH=/opt/venv/bin:$PATH \

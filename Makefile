@@ -41,8 +41,11 @@ quality: install
 bench: install
 	$(VPY) bench/run_all.py
 
+# Offline verification tools for deploy/ (terraform fmt, HashiCorp's parser, checkov, podman, hadolint,
+# the compose-spec loader). Idempotent; installs under .cache/ and apt.
 infra-tools:
-	@if [ -f scripts/install-infra-tools.sh ]; then bash scripts/install-infra-tools.sh; fi
+	@bash scripts/install-infra-tools.sh
+	@bash scripts/container-tools.sh
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache .ruff_cache
