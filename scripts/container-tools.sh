@@ -161,41 +161,8 @@ say "compose: $("$BIN/docker-compose" version 2>/dev/null | head -n 1) -> .cache
 # -------------------------------------------------------------------------------------------------------------
 # 4. the base image, made with debootstrap (skipped when it exists)
 # -------------------------------------------------------------------------------------------------------------
-debian_mirror() { # the host's Debian mirror for $SUITE, from its apt sources (deb822 first, then one-line format)
-  if [ -n "${DEBIAN_MIRROR:-}" ]; then
-    printf '%s\n' "$DEBIAN_MIRROR"
-    return
-  fi
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    uri="$(awk -v c="$SUITE" 'BEGIN { RS = ""; FS = "\n" }
-      {
-        uris = ""; suites = ""; comps = ""
-        for (i = 1; i <= NF; i++) {
-          line = $i
-          if (line ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", line); uris = line }
-          else if (line ~ /^Suites:/) { sub(/^Suites:/, "", line); suites = " " line " " }
-          else if (line ~ /^Components:/) { sub(/^Components:/, "", line); comps = " " line " " }
-        }
-        gsub(/\t/, " ", suites); gsub(/\t/, " ", comps)
-        if (uris != "" && index(suites, " " c " ") && index(comps, " main ")) {
-          split(uris, u, /[ \t]+/); print u[1]; exit
-        }
-      }' "$f")"
-    if [ -n "$uri" ]; then
-      printf '%s\n' "$uri"
-      return
-    fi
-  done
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v c="$SUITE" '
-    $1 == "deb" {
-      i = 2
-      if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-      comps = " "; for (j = i + 2; j <= NF; j++) comps = comps $j " "
-      if ($(i + 1) == c && index(comps, " main ")) { print $i; exit }
-    }'
-}
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$ROOT/scripts/lib/debian-mirror.sh"
 
 # Docker's official -slim image keeps docs, man pages and locales out, also for packages installed later.
 slim_rootfs() {
@@ -266,7 +233,7 @@ else
     ! "$PY" -c "import urllib.request as u; u.urlopen('$PUBLIC_MIRROR/dists/$SUITE/Release', timeout=15)" 2>/dev/null; then
     die "$PUBLIC_MIRROR is unreachable, so apt inside the image would fail; set DEBIAN_IMAGE_MIRROR=URL (a Debian mirror) to bake that one into the base image instead"
   fi
-  mirror="$(debian_mirror)"
+  mirror="$(debian_mirror "$SUITE")"
   [ -n "$mirror" ] || die "no Debian mirror for $SUITE in the host's apt sources; set DEBIAN_MIRROR=URL"
   arch="$(dpkg --print-architecture)"
   rootfs="$DEST/rootfs.tmp"

@@ -109,45 +109,8 @@ install_terraform() {
 # ---------------------------------------------------------------------------------------------------------
 # terraform-config-inspect: apt-get download from Debian trixie through a private apt configuration.
 # ---------------------------------------------------------------------------------------------------------
-debian_mirror() {
-  if [ -n "${DEBIAN_MIRROR:-}" ]; then
-    printf '%s\n' "$DEBIAN_MIRROR"
-    return
-  fi
-  local codename f uri
-  codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
-  [ -n "$codename" ] || return 0
-  # deb822 stanzas (*.sources): the one whose Suites holds the release codename and Components holds main.
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    uri="$(awk -v c="$codename" 'BEGIN { RS = ""; FS = "\n" }
-      {
-        uris = ""; suites = ""; comps = ""
-        for (i = 1; i <= NF; i++) {
-          line = $i
-          if (line ~ /^URIs:/) { sub(/^URIs:[ \t]*/, "", line); uris = line }
-          else if (line ~ /^Suites:/) { sub(/^Suites:/, "", line); suites = " " line " " }
-          else if (line ~ /^Components:/) { sub(/^Components:/, "", line); comps = " " line " " }
-        }
-        gsub(/\t/, " ", suites); gsub(/\t/, " ", comps)
-        if (uris != "" && index(suites, " " c " ") && index(comps, " main ")) {
-          split(uris, u, /[ \t]+/); print u[1]; exit
-        }
-      }' "$f")"
-    if [ -n "$uri" ]; then
-      printf '%s\n' "$uri"
-      return
-    fi
-  done
-  # One-line format: deb [options] URI SUITE COMPONENT...
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v c="$codename" '
-    $1 == "deb" {
-      i = 2
-      if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-      comps = " "; for (j = i + 2; j <= NF; j++) comps = comps $j " "
-      if ($(i + 1) == c && index(comps, " main ")) { print $i; exit }
-    }'
-}
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$ROOT/scripts/lib/debian-mirror.sh"
 
 install_tci() {
   command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||

@@ -60,35 +60,27 @@ class Queue:
             )
         return out
 
-    def delete(self, messages: list[Message]) -> list[Message]:
-        """Batch delete (10 at a time). Returns the messages that could not be deleted."""
+    def _batched(self, call: Any, messages: list[Message], **extra: Any) -> list[Message]:
+        """Run a *Batch SQS call 10 entries at a time. Returns the messages whose entry failed."""
         failed: list[Message] = []
         for i in range(0, len(messages), 10):
             chunk = messages[i : i + 10]
-            entries = [{"Id": str(n), "ReceiptHandle": m.receipt} for n, m in enumerate(chunk)]
+            entries = [{"Id": str(n), "ReceiptHandle": m.receipt, **extra} for n, m in enumerate(chunk)]
             try:
-                resp = self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+                resp = call(QueueUrl=self.url, Entries=entries)
             except (ClientError, BotoCoreError):
                 failed.extend(chunk)
                 continue
             failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))
         return failed
 
+    def delete(self, messages: list[Message]) -> list[Message]:
+        """Batch delete. Returns the messages that could not be deleted."""
+        return self._batched(self.sqs.delete_message_batch, messages)
+
     def set_visibility(self, messages: list[Message], seconds: int) -> list[Message]:
         """Batch ChangeMessageVisibility. Returns the messages whose change failed."""
-        failed: list[Message] = []
-        for i in range(0, len(messages), 10):
-            chunk = messages[i : i + 10]
-            entries = [
-                {"Id": str(n), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds} for n, m in enumerate(chunk)
-            ]
-            try:
-                resp = self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
-            except (ClientError, BotoCoreError):
-                failed.extend(chunk)
-                continue
-            failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))
-        return failed
+        return self._batched(self.sqs.change_message_visibility_batch, messages, VisibilityTimeout=seconds)
 
     def send(self, body: str, attributes: dict[str, str]) -> None:
         self.sqs.send_message(
