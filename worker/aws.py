@@ -13,7 +13,8 @@ def client(service: str, pool: int = 10) -> Any:
     """A client with bounded timeouts and botocore's standard retry mode (it retries throttling,
     5xx and connection errors with backoff; our own retry policy then works per message)."""
     config = Config(
-        retries={"mode": "standard", "max_attempts": 4},
+        # total_max_attempts counts the first call too (botocore's "max_attempts" would count retries only).
+        retries={"mode": "standard", "total_max_attempts": 4},
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=max(10, pool),

@@ -119,6 +119,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         # No QUEUE_URL: run against an embedded local S3 + SQS (no AWS account needed).
         _server, endpoint = start_moto(args.local_port)
         use_endpoint(endpoint)
+        if settings.service.detector != "local" and not os.environ.get("AWS_ENDPOINT_URL_REKOGNITION"):
+            # moto has no DetectFaces: the embedded stack answers Rekognition with our fake endpoint
+            # (real JSON protocol; it detects with the local model), optionally throttling.
+            from worker.fakes.rekognition import start_fake_rekognition
+
+            fake = start_fake_rekognition(throttle_rate=args.fake_throttle_rate)
+            os.environ.update(fake.env())
+            print(f"fake Rekognition endpoint at {fake.endpoint}", flush=True)
         stack = bootstrap()
         settings = with_stack(settings, stack.queue_url, stack.output_bucket, stack.source_bucket)
         print(
@@ -206,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     blur.set_defaults(func=cmd_blur)
     run = sub.add_parser("run", help="the SQS worker (without QUEUE_URL: on an embedded local S3 + SQS)")
     run.add_argument("--local-port", type=int, default=0, help="port of the embedded moto server (0 = any)")
+    run.add_argument(
+        "--fake-throttle-rate",
+        type=float,
+        default=0.0,
+        help="embedded stack with DETECTOR=rekognition|both: share of DetectFaces calls throttled",
+    )
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="local stack end to end: upload sample photos, collect outputs in ./out")
     demo.add_argument("--out", type=Path, default=Path("out"))

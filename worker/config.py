@@ -65,6 +65,17 @@ class ImageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RekognitionSettings:
+    tps: float = 5.0  # REKOGNITION_TPS: DetectFaces calls per second for the whole process (token bucket)
+    max_attempts: int = 6  # REKOGNITION_MAX_ATTEMPTS: DetectFaces attempts per photo (throttling, 5xx, network)
+    max_seconds: float = 30.0  # REKOGNITION_MAX_SECONDS: give up retrying a photo after this long (-> retry later)
+    backoff_seconds: float = 0.5  # REKOGNITION_BACKOFF_SECONDS: scale of the exponential, fully jittered backoff
+    backoff_max_seconds: float = 8.0  # REKOGNITION_BACKOFF_MAX_SECONDS: longest single backoff wait
+    timeout_seconds: float = 10.0  # REKOGNITION_TIMEOUT_SECONDS: read timeout of one DetectFaces call
+    fallback: str = "none"  # REKOGNITION_FALLBACK: none | local (answer refused images with the local detector)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSettings:
     queue_url: str = ""  # QUEUE_URL: the source queue; empty = start the embedded local stack
     output_bucket: str = ""  # OUTPUT_BUCKET: where blurred photos go (same key, plus OUTPUT_PREFIX)
@@ -72,7 +83,7 @@ class ServiceSettings:
     source_bucket: str = ""  # SOURCE_BUCKET: optional; enables the start-up recursion check
     dlq_url: str = ""  # DLQ_URL: optional; default = the queue's RedrivePolicy target
     concurrency: int = 0  # WORKER_CONCURRENCY: photos in work at once (0 = CPU count)
-    detector: str = "local"  # DETECTOR: local (CenterFace ONNX)
+    detector: str = "local"  # DETECTOR: local (CenterFace ONNX) | rekognition | both (union of the two)
     wait_seconds: int = 20  # SQS_WAIT_SECONDS: long-poll wait
     visibility_seconds: int = 60  # HEARTBEAT_VISIBILITY_SECONDS: visibility set on each heartbeat
     heartbeat_seconds: int = 20  # HEARTBEAT_SECONDS: how often in-flight messages are extended
@@ -136,6 +147,13 @@ _ENV: dict[str, tuple[str, str]] = {
     "MAGICK_MAP_LIMIT": ("image", "map_limit"),
     "MAGICK_DISK_LIMIT": ("image", "disk_limit"),
     "MAGICK_THREAD_LIMIT": ("image", "threads"),
+    "REKOGNITION_TPS": ("rekognition", "tps"),
+    "REKOGNITION_MAX_ATTEMPTS": ("rekognition", "max_attempts"),
+    "REKOGNITION_MAX_SECONDS": ("rekognition", "max_seconds"),
+    "REKOGNITION_BACKOFF_SECONDS": ("rekognition", "backoff_seconds"),
+    "REKOGNITION_BACKOFF_MAX_SECONDS": ("rekognition", "backoff_max_seconds"),
+    "REKOGNITION_TIMEOUT_SECONDS": ("rekognition", "timeout_seconds"),
+    "REKOGNITION_FALLBACK": ("rekognition", "fallback"),
 }
 
 
@@ -145,6 +163,7 @@ class Settings:
     redact: RedactSettings = field(default_factory=RedactSettings)
     image: ImageSettings = field(default_factory=ImageSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    rekognition: RekognitionSettings = field(default_factory=RekognitionSettings)
 
     @property
     def concurrency(self) -> int:
@@ -169,7 +188,7 @@ def _convert(raw: str, like: Any, name: str) -> Any:
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    groups: dict[str, dict[str, Any]] = {"detect": {}, "redact": {}, "image": {}, "service": {}}
+    groups: dict[str, dict[str, Any]] = {"detect": {}, "redact": {}, "image": {}, "service": {}, "rekognition": {}}
     defaults = Settings()
     for var, (group, name) in _ENV.items():
         if environ.get(var, "") != "":
@@ -179,6 +198,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         redact=RedactSettings(**groups["redact"]),
         image=ImageSettings(**groups["image"]),
         service=ServiceSettings(**groups["service"]),
+        rekognition=RekognitionSettings(**groups["rekognition"]),
     )
 
 
@@ -225,7 +245,20 @@ def validate(s: Settings) -> None:
             _check(False, "image", name, "a size such as 512MiB or 2GiB")
     v = s.service
     _check(0 <= v.concurrency <= 256, "service", "concurrency", "between 0 (= CPU count) and 256")
-    _check(v.detector == "local", "service", "detector", "local (the Rekognition detector is not built yet)")
+    _check(v.detector in {"local", "rekognition", "both"}, "service", "detector", "local, rekognition or both")
+    k = s.rekognition
+    _check(0.1 <= k.tps <= 1000, "rekognition", "tps", "between 0.1 and 1000")
+    _check(1 <= k.max_attempts <= 50, "rekognition", "max_attempts", "between 1 and 50")
+    _check(0 < k.max_seconds <= 600, "rekognition", "max_seconds", "above 0 and at most 600")
+    _check(0 <= k.backoff_seconds <= 60, "rekognition", "backoff_seconds", "between 0 and 60")
+    _check(
+        k.backoff_seconds <= k.backoff_max_seconds <= 300,
+        "rekognition",
+        "backoff_max_seconds",
+        "at least REKOGNITION_BACKOFF_SECONDS and at most 300",
+    )
+    _check(0 < k.timeout_seconds <= 120, "rekognition", "timeout_seconds", "above 0 and at most 120")
+    _check(k.fallback in {"none", "local"}, "rekognition", "fallback", "none or local")
     _check(0 <= v.wait_seconds <= 20, "service", "wait_seconds", "between 0 and 20 (the SQS maximum)")
     _check(10 <= v.visibility_seconds <= 43_200, "service", "visibility_seconds", "between 10 and 43200")
     _check(
@@ -269,6 +302,6 @@ def describe(s: Settings) -> dict[str, Any]:
     """Flat view of the settings for the start-up log line."""
     return {
         f"{g}.{f.name}": getattr(getattr(s, g), f.name)
-        for g in ("detect", "redact", "image", "service")
+        for g in ("detect", "redact", "image", "service", "rekognition")
         for f in fields(getattr(s, g))
     }

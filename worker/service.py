@@ -103,7 +103,8 @@ def check_recursion(s3: Any, settings: Settings, queue_arn: str) -> None:
 
 
 def build(settings: Settings, metrics: Metrics | None = None) -> Service:
-    settings, detector = start(settings)
+    metrics = metrics or Metrics()  # shared with the detector (Rekognition counters)
+    settings, detector = start(settings, metrics)
     svc = settings.service
     pool = settings.concurrency + 4
     s3, sqs = client("s3", pool), client("sqs", pool)

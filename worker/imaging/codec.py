@@ -92,6 +92,11 @@ class Photo:
     has_alpha: bool
     _arrays: dict[tuple[int, float], tuple[np.ndarray, float]] = field(default_factory=dict)
     input_seconds: float = 0.0  # time spent making detector inputs, reported as its own stage
+    # What a remote detector (Rekognition) needs to send the original file instead of a re-encoded copy: the
+    # encoded bytes as received, the EXIF orientation they carry (1 = none) and their stored (pre-rotation) size.
+    source: bytes = field(default=b"", repr=False)
+    orientation: int = 1
+    stored_size: tuple[int, int] = (0, 0)
 
     def __enter__(self) -> Photo:
         return self
@@ -154,15 +159,18 @@ ORIENTATIONS = (
 PNG_EXCLUDED_CHUNKS = "bKGD,caNv,cHRM,eXIf,gAMA,pHYs,date,time"
 
 
-def _orient(img: Image, coder: str, data: bytes) -> None:
+def _orient(img: Image, coder: str, data: bytes) -> int:
     """Make the pixels upright. ImageMagick 6 reads the Orientation tag of JPEGs only; for PNG (eXIf chunk) and
-    WebP (EXIF chunk) it is read here, as viewers and browsers honour it there too."""
+    WebP (EXIF chunk) it is read here, as viewers and browsers honour it there too. Returns the EXIF value applied
+    (1 = none)."""
     if coder != "jpeg" and img.orientation in ("undefined", "top_left"):
         raw = img.profiles.get("exif") or (exif.png_exif(data) if coder == "png" else None)
         value = exif.orientation(bytes(raw)) if raw else None
         if value and value != 1:
             img.orientation = ORIENTATIONS[value]
+    applied = ORIENTATIONS.index(img.orientation) if img.orientation in ORIENTATIONS else 1
     img.auto_orient()
+    return applied or 1
 
 
 def decode(data: bytes, header: Header) -> Photo:
@@ -182,7 +190,7 @@ def decode(data: bytes, header: Header) -> Photo:
                 raise CorruptImage(f"{what}: truncated or corrupt ({problem})")
             quality = int(img.compression_quality or 0)
             sampling = img.metadata.get("jpeg:sampling-factor") if header.coder == "jpeg" else None
-            _orient(img, header.coder, data)
+            orientation = _orient(img, header.coder, data)
             icc = img.profiles.get("icc")
             if img.colorspace == "cmyk":
                 # CMYK JPEGs (print workflows) become sRGB: their CMYK ICC profile no longer applies.
@@ -199,7 +207,16 @@ def decode(data: bytes, header: Header) -> Photo:
     except BaseException:
         img.close()
         raise
-    return Photo(img, header.coder, quality, sampling, has_alpha)
+    return Photo(
+        img,
+        header.coder,
+        quality,
+        sampling,
+        has_alpha,
+        source=data,
+        orientation=orientation,
+        stored_size=(header.width, header.height),
+    )
 
 
 def encode(photo: Photo, settings: ImageSettings) -> bytes:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _AGE_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 _FACE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200)
+_CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 
 class Metrics:
@@ -56,4 +57,39 @@ class Metrics:
         )
         self.last_poll = Gauge(
             "faceblur_last_poll_timestamp_seconds", "When the poll loop last completed a poll", registry=r
+        )
+        # Rekognition (DETECTOR=rekognition or both). Calls are DetectFaces attempts, retries included.
+        self.rekognition_calls = Counter(
+            "faceblur_rekognition_calls_total", "DetectFaces requests sent (every attempt)", registry=r
+        )
+        self.rekognition_throttles = Counter(
+            "faceblur_rekognition_throttles_total",
+            "DetectFaces attempts refused by throttling (ThrottlingException, ProvisionedThroughputExceeded)",
+            registry=r,
+        )
+        self.rekognition_retries = Counter(
+            "faceblur_rekognition_retries_total", "DetectFaces attempts that were retries of a failed one", registry=r
+        )
+        self.rekognition_seconds = Histogram(
+            "faceblur_rekognition_seconds",
+            "Time of one photo's Rekognition detection, token waits and retries included",
+            buckets=_CALL_BUCKETS,
+            registry=r,
+        )
+        self.rekognition_face_limit = Counter(
+            "faceblur_rekognition_face_limit_total",
+            "Photos where DetectFaces returned its maximum of 100 faces (the local detector ran too)",
+            registry=r,
+        )
+        self.detector_faces = Counter(
+            "faceblur_faces_total",
+            "Faces found, by detector (rekognition; local where it ran with it)",
+            ["detector"],
+            registry=r,
+        )
+        self.single_detector_faces = Counter(
+            "faceblur_faces_single_detector_total",
+            "DETECTOR=both: faces found by only one of the detectors, by that detector",
+            ["detector"],
+            registry=r,
         )

@@ -1,0 +1,333 @@
+"""Amazon Rekognition DetectFaces as a Detector: rate-limited, retried with full-jitter backoff, failing closed.
+
+What is sent (Rekognition's set quotas: raw bytes <= 5 MB, JPEG or PNG, each side >= 80 px):
+- the file as received when it is a JPEG or PNG of at most 5 MB: no re-encoding loss, nothing to compute;
+- otherwise (WebP, larger files, tiny images) a JPEG re-encoded from the upright pixels, long side at most
+  UPLOAD_LONG_SIDE (1920 px). Rekognition's documented minimum face is 40x40 px *in a 1920x1080 image*, and
+  "images with dimensions higher than 1920x1080 need a larger minimum face size proportionally": the minimum is
+  relative to the image, so shrinking a larger photo to 1920 px loses no face Rekognition could have found in the
+  original, while a 1920 px JPEG stays far below 5 MB. Images under 80 px a side are enlarged to 80 px.
+(An S3Object reference would avoid the upload for same-region sources up to 15 MB, but a Frame does not know its
+S3 location: not done.)
+
+Which frame the boxes are in (Rekognition docs, DetectFaces "OrientationCorrection" / "Getting image orientation
+and bounding box coordinates"): for a JPEG whose Exif carries an orientation, Rekognition corrects the orientation
+and the bounding boxes are translated to the corrected (displayed) image; JPEGs without it and PNGs are not
+corrected, and boxes refer to the stored pixels. The codec honours a PNG's eXIf orientation too (as browsers do),
+so for such a PNG the stored-frame boxes are mapped to the upright frame with geometry.orient_box. Re-encoded JPEGs
+carry no orientation: their boxes are upright. Ratios outside [0, 1] (faces cut by the border) are clamped.
+
+Retries: throttling (ThrottlingException, ProvisionedThroughputExceededException), InternalServerError,
+ServiceUnavailable, any 5xx and connection errors are retried by tenacity with exponential backoff and full jitter,
+bounded by REKOGNITION_MAX_ATTEMPTS and REKOGNITION_MAX_SECONDS; every attempt first takes a token from the
+process-wide bucket (REKOGNITION_TPS). Exhausted -> DetectionFailed (transient: no output, the message returns to
+the queue with its own growing delay). Refusals that no retry can change (invalid image, too large, invalid
+parameter, S3 object, access denied) -> RekognitionRefused (permanent: DLQ with the reason), or the local
+detector's answer with REKOGNITION_FALLBACK=local.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import numpy as np
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
+
+from worker.config import Settings
+from worker.detect import Detector, Face, Frame
+from worker.errors import DetectionFailed, PermanentError
+from worker.geometry import nms, orient_box
+from worker.imaging.magick import Image, magick_errors
+from worker.ratelimit import TokenBucket, shared
+from worker.telemetry import logs
+from worker.telemetry.metrics import Metrics
+
+log = logs.get("worker.detect.rekognition")
+
+MAX_BYTES = 5 * 1024 * 1024  # Rekognition: "maximum image size as raw bytes passed in as parameter is 5 MB"
+MIN_SIDE = 80  # Rekognition: "the minimum image dimensions is 80 pixels for both height and width"
+UPLOAD_LONG_SIDE = 1920  # see the module docstring: the minimum face size is relative above 1920x1080
+MAX_LONG_SIDE = 4096  # never upload more than this, even when enlarging a thin image to 80 px
+FACE_LIMIT = 100  # DetectFaces returns at most the 100 largest faces
+JPEG_QUALITY = 90
+
+THROTTLE_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException"})
+SERVER_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"})
+PERMANENT_CODES = frozenset(
+    {
+        "InvalidImageFormatException",
+        "ImageTooLargeException",
+        "InvalidParameterException",
+        "InvalidS3ObjectException",
+        "AccessDeniedException",
+    }
+)
+
+
+class RekognitionRefused(PermanentError):
+    """Rekognition refused the image for a reason retrying cannot change."""
+
+    reason = "rekognition_refused"
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, reason="rekognition_" + _snake(code.removesuffix("Exception")))
+        self.code = code
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Throttling, server errors (5xx) and connection problems: another attempt may succeed."""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in PERMANENT_CODES:
+            return False
+        return code in THROTTLE_CODES or code in SERVER_CODES or _status(exc) >= 500
+    return isinstance(exc, BotoConnectionError | HTTPClientError)
+
+
+def classify(exc: BaseException) -> str:
+    """'retry', 'permanent' or 'fail' (an unknown refusal: not retried here, but the message will be, later)."""
+    if retryable(exc):
+        return "retry"
+    if error_code(exc) in PERMANENT_CODES:
+        return "permanent"
+    return "fail"
+
+
+# -- what is sent and how the answer maps back ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Request:
+    data: bytes
+    size: tuple[int, int]  # (width, height) of the frame the returned ratios refer to
+    orientation: int  # EXIF orientation that maps that frame to the upright one (1 = already upright)
+    kind: str  # "original" | "reencoded"
+
+
+def build_request(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
+    source = getattr(frame, "source", b"")
+    coder = getattr(frame, "coder", "")
+    stored = tuple(getattr(frame, "stored_size", (0, 0)))
+    orientation = int(getattr(frame, "orientation", 1) or 1)
+    if source and coder in ("jpeg", "png") and len(source) <= MAX_BYTES and min(stored) >= MIN_SIDE:
+        if coder == "jpeg":
+            # Rekognition applies a JPEG's Exif orientation itself: the ratios are of the upright image.
+            return Request(bytes(source), frame.size, 1, "original")
+        # PNG: not corrected by Rekognition, so the ratios are of the stored pixels.
+        return Request(bytes(source), (int(stored[0]), int(stored[1])), orientation, "original")
+    return reencode(frame, long_side)
+
+
+def reencode(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
+    """An upright JPEG: long side <= long_side (never enlarged) unless a side would fall under 80 px."""
+    w, h = frame.size
+    scale = min(1.0, long_side / max(w, h))
+    if min(w, h) * scale < MIN_SIDE:
+        scale = min(MIN_SIDE / min(w, h), MAX_LONG_SIDE / max(w, h))
+    target = max(1, round(max(w, h) * scale))
+    rgb, _ = frame.rgb(target, max(1.0, scale))
+    data = jpeg(rgb, JPEG_QUALITY)
+    if len(data) > MAX_BYTES:
+        data = jpeg(rgb, 70)
+    return Request(data, (w, h), 1, "reencoded")
+
+
+def jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    with magick_errors("encoding the Rekognition input"), Image.from_array(np.ascontiguousarray(rgb)) as img:
+        img.format = "jpeg"
+        img.compression_quality = quality
+        return bytes(img.make_blob())
+
+
+def map_box(box: Mapping[str, float], size: tuple[int, int], orientation: int) -> tuple[float, ...] | None:
+    """A BoundingBox (ratios of `size`) -> (x, y, w, h) in upright pixels; clamped to the image; None if empty."""
+    left, top = float(box.get("Left", 0.0)), float(box.get("Top", 0.0))
+    x0, y0 = min(max(left, 0.0), 1.0), min(max(top, 0.0), 1.0)
+    x1 = min(max(left + float(box.get("Width", 0.0)), 0.0), 1.0)
+    y1 = min(max(top + float(box.get("Height", 0.0)), 0.0), 1.0)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    w, h = size
+    return orient_box(x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h, orientation, w, h)
+
+
+def faces_from_response(details: Sequence[Mapping[str, Any]], request: Request) -> list[Face]:
+    faces = []
+    for d in details:
+        box = map_box(d.get("BoundingBox", {}), request.size, request.orientation)
+        if box is not None:
+            score = min(max(float(d.get("Confidence", 100.0)) / 100.0, 0.0), 1.0)
+            faces.append(Face(*box, score=score, source="rekognition"))
+    return faces
+
+
+def union(a: Sequence[Face], b: Sequence[Face], iou: float) -> list[Face]:
+    """Both lists' faces, overlapping pairs (IoU > iou) merged into the better-scoring one."""
+    faces = [*a, *b]
+    if not faces:
+        return []
+    rows = np.array([[f.x, f.y, f.x + f.w, f.y + f.h, f.score, i] for i, f in enumerate(faces)], dtype=np.float64)
+    return [faces[int(r[5])] for r in nms(rows, iou)]
+
+
+def overlaps(face: Face, others: Sequence[Face], iou: float) -> bool:
+    for o in others:
+        iw = min(face.x + face.w, o.x + o.w) - max(face.x, o.x)
+        ih = min(face.y + face.h, o.y + o.h) - max(face.y, o.y)
+        if iw <= 0 or ih <= 0:
+            continue
+        inter = iw * ih
+        if inter / max(face.w * face.h + o.w * o.h - inter, 1e-9) > iou:
+            return True
+    return False
+
+
+# -- the client -------------------------------------------------------------------------------------------------------
+def make_client(settings: Settings) -> Any:
+    """The endpoint comes from boto3's own settings (AWS_ENDPOINT_URL_REKOGNITION, AWS_ENDPOINT_URL, profiles)."""
+    timeout = settings.rekognition.timeout_seconds
+    config = Config(
+        # One HTTP request per call: our tenacity loop is the only retry layer. botocore's own retries would
+        # multiply with it (up to 5 x REKOGNITION_MAX_ATTEMPTS requests a photo), would ignore
+        # REKOGNITION_MAX_SECONDS and would send requests that never took a token from the rate limiter.
+        # Note: in a botocore Config, "max_attempts" counts *retries* (max_attempts=1 still allows one retry, seen
+        # against the fake endpoint); "total_max_attempts" counts the first request too, so 1 means no retry.
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        max_pool_connections=max(10, settings.concurrency + 4),
+    )
+    return boto3.session.Session().client("rekognition", config=config)
+
+
+class RekognitionDetector:
+    name = "rekognition"
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any = None,
+        metrics: Metrics | None = None,
+        bucket: TokenBucket | None = None,
+        local: Detector | None = None,
+        union_on_limit: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.rk = settings.rekognition
+        self.client = client if client is not None else make_client(settings)
+        self.metrics = metrics or Metrics()
+        self.bucket = bucket or shared(self.rk.tps)
+        self._local = local
+        self._local_lock = threading.Lock()
+        self.union_on_limit = union_on_limit
+        self._sleep = sleep
+
+    @property
+    def local(self) -> Detector:
+        with self._local_lock:
+            if self._local is None:
+                from worker.detect.local import LocalDetector
+
+                self._local = LocalDetector(self.settings.detect)
+            return self._local
+
+    def detect(self, frame: Frame) -> list[Face]:
+        start = time.perf_counter()
+        try:
+            return self._detect(frame)
+        finally:
+            self.metrics.rekognition_seconds.observe(time.perf_counter() - start)
+
+    def _detect(self, frame: Frame) -> list[Face]:
+        try:
+            request = build_request(frame)
+        except Exception as exc:
+            raise DetectionFailed(f"could not prepare the Rekognition input: {exc}") from exc
+        try:
+            response = self.call(request.data)
+        except RekognitionRefused as exc:
+            if self.rk.fallback != "local":
+                raise
+            log.warning("Rekognition refused the image; using the local detector", code=exc.code, error=str(exc))
+            faces = self.local.detect(frame)
+            self.metrics.detector_faces.labels(self.local.name).inc(len(faces))
+            return faces
+        details = response.get("FaceDetails", [])
+        faces = faces_from_response(details, request)
+        self.metrics.detector_faces.labels(self.name).inc(len(faces))
+        if len(details) >= FACE_LIMIT:
+            self.metrics.rekognition_face_limit.inc()
+            log.warning("DetectFaces returned its maximum of faces; adding the local detector's", faces=len(details))
+            if self.union_on_limit:
+                local = self.local.detect(frame)
+                self.metrics.detector_faces.labels(self.local.name).inc(len(local))
+                faces = union(faces, local, self.settings.detect.nms_iou)
+        return faces
+
+    def call(self, data: bytes) -> dict[str, Any]:
+        """One DetectFaces answer, with rate limiting and retries; raises DetectionFailed or RekognitionRefused."""
+        rk = self.rk
+        started = time.monotonic()
+        retrying = Retrying(
+            retry=retry_if_exception(retryable),
+            wait=wait_random_exponential(multiplier=rk.backoff_seconds, max=rk.backoff_max_seconds),
+            stop=stop_after_attempt(rk.max_attempts) | stop_before_delay(rk.max_seconds),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        attempts = 0
+
+        def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            left = rk.max_seconds - (time.monotonic() - started)
+            if left <= 0 or not self.bucket.acquire(timeout=left):
+                raise DetectionFailed(f"no Rekognition call slot within REKOGNITION_MAX_SECONDS ({rk.max_seconds} s)")
+            attempts += 1
+            if attempts > 1:
+                self.metrics.rekognition_retries.inc()
+            self.metrics.rekognition_calls.inc()
+            try:
+                return self.client.detect_faces(Image={"Bytes": data}, Attributes=["DEFAULT"])
+            except ClientError as exc:
+                if error_code(exc) in THROTTLE_CODES:
+                    self.metrics.rekognition_throttles.inc()
+                raise
+
+        try:
+            return retrying(attempt)
+        except DetectionFailed:
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            code = error_code(exc) or type(exc).__name__
+            if kind == "permanent":
+                raise RekognitionRefused(f"Rekognition refused the image: {code}: {exc}", code) from exc
+            if kind == "retry":
+                raise DetectionFailed(
+                    f"Rekognition DetectFaces failed after {attempts} attempts in "
+                    f"{time.monotonic() - started:.1f} s: {code}",
+                    reason="rekognition_unavailable",
+                ) from exc
+            raise DetectionFailed(f"Rekognition DetectFaces failed: {code}: {exc}") from exc
