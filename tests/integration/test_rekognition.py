@@ -1,8 +1,8 @@
 """DETECTOR=rekognition end to end: moto (S3 + SQS) and the fake Rekognition endpoint, both over real HTTP, called
 by real boto3 (the worker's own clients; AWS_ENDPOINT_URL_REKOGNITION sends Rekognition to the fake).
 
-REKOGNITION_UPLOADS (default 40) sets the size of the throttled batch, e.g.
-    REKOGNITION_UPLOADS=200 .venv/bin/python -m pytest -m rekognition tests/integration/test_rekognition.py
+REKOGNITION_UPLOADS (default 200, as the issue asks) sets the size of the throttled batch, e.g.
+    REKOGNITION_UPLOADS=40 .venv/bin/python -m pytest -m rekognition tests/integration/test_rekognition.py
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from worker.fakes.rekognition import start_fake_rekognition
 
 pytestmark = pytest.mark.rekognition
 
-UPLOADS = int(os.environ.get("REKOGNITION_UPLOADS", "40"))
+UPLOADS = int(os.environ.get("REKOGNITION_UPLOADS", "200"))
 # The astronaut's face in astronaut.png (x0, y0, x1, y1), by eye (as in test_pipeline.py).
 ASTRONAUT_FACE = (185, 70, 265, 175)
 
