@@ -31,7 +31,7 @@ class LocalDetector:
         sides = [s.coarse_side]
         reachable = max(width, height) * s.max_upscale
         if s.fine_side and min(s.fine_side, reachable) > s.coarse_side * 1.25:
-            sides.append(s.fine_side)
+            sides.insert(0, s.fine_side)  # largest first: the smaller inputs are then shrunk from its copy
         return sides
 
     def detect(self, frame: Frame) -> list[Face]:

@@ -92,6 +92,7 @@ class Photo:
     has_alpha: bool
     _arrays: dict[tuple[int, float], tuple[np.ndarray, float]] = field(default_factory=dict)
     input_seconds: float = 0.0  # time spent making detector inputs, reported as its own stage
+    _shrunk: Image | None = None  # the last detector copy, alpha already flattened
     # What a remote detector (Rekognition) needs to send the original file instead of a re-encoded copy: the
     # encoded bytes as received, the EXIF orientation they carry (1 = none) and their stored (pre-rotation) size.
     source: bytes = field(default=b"", repr=False)
@@ -102,6 +103,8 @@ class Photo:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._shrunk is not None:
+            self._shrunk.close()
         self.image.close()
 
     @property
@@ -117,17 +120,23 @@ class Photo:
             w, h = self.size
             scale = min(long_side / max(w, h), max_upscale)
             tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-            with self.image.clone() as small:
-                if self.has_alpha:
-                    # What is transparent shows as mid grey, as a viewer on a neutral background would see it.
-                    small.background_color = "gray50"
-                    small.alpha_channel = "remove"
-                if (tw, th) != (w, h):
-                    if scale < 1:
-                        small.scale(tw, th)  # box filter: the cheapest antialiased shrink in ImageMagick
-                    else:
-                        small.resize(tw, th, filter="triangle")
-                self._arrays[key] = (export_rgb(small), w / tw)
+            # Shrink from the smallest copy already made that is still at least as large: the fine pass's copy
+            # serves the coarse and rotated passes at a fraction of the cost of shrinking the full image again.
+            base = self._shrunk if self._shrunk is not None and self._shrunk.width >= tw else self.image
+            small = base.clone()
+            if base is self.image and self.has_alpha:
+                # What is transparent shows as mid grey, as a viewer on a neutral background would see it.
+                small.background_color = "gray50"
+                small.alpha_channel = "remove"
+            if small.size != (tw, th):
+                if tw < small.width:
+                    small.scale(tw, th)  # box filter: the cheapest antialiased shrink in ImageMagick
+                else:
+                    small.resize(tw, th, filter="triangle")
+            self._arrays[key] = (export_rgb(small), w / tw)
+            if self._shrunk is not None:
+                self._shrunk.close()
+            self._shrunk = small
             self.input_seconds += time.perf_counter() - start
         return self._arrays[key]
 

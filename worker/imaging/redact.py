@@ -12,6 +12,7 @@ Only colour channels are written: alpha stays exactly as it was.
 from __future__ import annotations
 
 import ctypes
+from itertools import pairwise
 
 import numpy as np
 from wand.api import library
@@ -25,6 +26,7 @@ from worker.imaging.magick import Image, magick_errors
 
 _FLOAT_PIXEL = 3  # ImageMagick StorageType FloatPixel: values in [0, 1], keeps 16-bit depth
 SPREAD_CELLS = 1.1  # Gaussian sigma, in cells, used to spread the cells back (no block edges remain)
+STRIP_PIXELS = 1 << 20  # pixels per strip when writing a region back (~12 MB of float32 RGB)
 
 
 def regions(
@@ -68,20 +70,21 @@ def cell_means(pixels: np.ndarray, cw: int, ch: int) -> np.ndarray:
     return sums / counts[:, :, None]
 
 
-def fill(grid: np.ndarray, w: int, h: int, mode: str) -> np.ndarray:
-    """Spread a (ch, cw, 3) grid of cell colours over an h x w region -> contiguous (h, w, 3) float32."""
+def fill(grid: np.ndarray, w: int, h: int, mode: str, rows: slice = slice(None)) -> np.ndarray:
+    """Spread a (ch, cw, 3) grid of cell colours over an h x w region -> contiguous float32 (len(rows), w, 3):
+    the region's rows `rows` (all by default; the caller works in strips to bound memory on huge faces)."""
     ch, cw = grid.shape[:2]
     if mode == "blur":
-        ry, rx = spread_weights(h, ch, SPREAD_CELLS), spread_weights(w, cw, SPREAD_CELLS)
+        ry, rx = spread_weights(h, ch, SPREAD_CELLS)[rows], spread_weights(w, cw, SPREAD_CELLS)
     else:
-        ry, rx = nearest_weights(h, ch), nearest_weights(w, cw)
-    rows = np.einsum("xd,cdk->cxk", rx, grid.astype(np.float32))  # (ch, w, 3): tiny
-    return (ry @ rows.reshape(ch, w * 3)).reshape(h, w, 3)  # one BLAS product over the region
+        ry, rx = nearest_weights(h, ch)[rows], nearest_weights(w, cw)
+    across = np.einsum("xd,cdk->cxk", rx, grid.astype(np.float32))  # (ch, w, 3): tiny
+    return (ry @ across.reshape(ch, w * 3)).reshape(len(ry), w, 3)  # one BLAS product over the strip
 
 
-def ellipse_alpha(w: int, h: int) -> np.ndarray:
-    """1 inside the ellipse inscribed in the region, feathered to 0 over its outer ~15%."""
-    yy = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / (h / 2)
+def ellipse_alpha(w: int, h: int, rows: slice = slice(None)) -> np.ndarray:
+    """1 inside the ellipse inscribed in the region, feathered to 0 over its outer ~15% (rows `rows`)."""
+    yy = ((np.arange(h, dtype=np.float32) + 0.5 - h / 2) / (h / 2))[rows]
     xx = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) / (w / 2)
     r = np.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2)
     return np.clip((1.0 - r) / 0.15, 0.0, 1.0)[:, :, None]
@@ -116,11 +119,22 @@ def redact(photo: Photo, faces: list[Face], settings: RedactSettings) -> int:
     ellipse = settings.shape == "ellipse"
     with magick_errors("blurring faces"):
         for x0, y0, x1, y1 in boxes:
-            rw, rh = x1 - x0, y1 - y0
-            original = _pixels(img, x0, y0, rw, rh)
-            out = fill(cell_means(original, *grid_size(rw, rh, across)), rw, rh, settings.mode)
-            if ellipse:
-                a = ellipse_alpha(rw, rh)
-                out = out * a + original * (1.0 - a)
-            _write(img, x0, y0, out)
+            _redact_region(img, x0, y0, x1 - x0, y1 - y0, settings.mode, across, ellipse)
     return len(boxes)
+
+
+def _redact_region(img: Image, x: int, y: int, w: int, h: int, mode: str, across: int, ellipse: bool) -> None:
+    """One region, read and written in strips: a face filling a 48 MP photo never needs more than a few
+    tens of MB of float copies at once."""
+    cw, ch = grid_size(w, h, across)
+    bands = np.append((np.arange(ch) * h) // ch, h)
+    # Cell means one band of cell rows at a time (the same near-equal cells as cell_means on the whole region).
+    grid = np.concatenate([cell_means(_pixels(img, x, y + a, w, b - a), cw, 1) for a, b in pairwise(bands)])
+    step = max(1, STRIP_PIXELS // w)
+    for a in range(0, h, step):
+        rows = slice(a, min(h, a + step))
+        out = fill(grid, w, h, mode, rows)
+        if ellipse:
+            alpha = ellipse_alpha(w, h, rows)
+            out = out * alpha + _pixels(img, x, y + a, w, rows.stop - a) * (1.0 - alpha)
+        _write(img, x, y + a, out)
