@@ -4,7 +4,7 @@ A coarse pass (long side DETECT_COARSE_SIDE, 640 px) finds large faces; a fine p
 enlarging small photos up to DETECT_MAX_UPSCALE) finds the small ones that a single 640 px pass loses; a strict
 pass on the photo turned 180 degrees (DETECT_ROTATED_SIDE, 480 px) finds upside-down faces, which CenterFace
 misses upright. The fine pass is capped in pixels, not tiled at full resolution, so its cost does not grow with
-the photo's megapixels. The sizes and thresholds come from a sweep on ../shared/faces/dev (docs/benchmarks.md).
+the photo's megapixels. The sizes and thresholds come from a sweep on the internal evaluation set (docs/benchmarks.md).
 """
 
 from __future__ import annotations
