@@ -39,18 +39,6 @@ from container_support import (  # noqa: E402
     tail,
 )
 
-# Variables that would point boto3 elsewhere than the test's moto server; restored afterwards.
-_AWS_ENV = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-)
-
 
 @pytest.fixture(scope="session")
 def hadolint() -> Path:
@@ -111,15 +99,11 @@ def image(podman: Podman) -> str:
 @pytest.fixture(scope="module")
 def moto_stack() -> Iterator[Any]:
     """A moto server on the host's 127.0.0.1 with the worker's own buckets, queue, DLQ and notification."""
-    from worker.devstack import LOCAL_CREDENTIALS, Names, bootstrap, start_moto, use_endpoint
+    from helpers.moto import local_moto
 
-    saved = {k: os.environ.get(k) for k in _AWS_ENV}
-    for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(k, None)
-    server, endpoint = start_moto()
-    try:
-        use_endpoint(endpoint)
-        os.environ.update(LOCAL_CREDENTIALS)
+    from worker.devstack import Names, bootstrap
+
+    with local_moto():
         yield bootstrap(
             Names(
                 source_bucket="container-source",
@@ -128,10 +112,3 @@ def moto_stack() -> Iterator[Any]:
                 dlq="container-uploads-dlq",
             )
         )
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -5,7 +5,6 @@ timings, and services running in background threads that are always stopped at t
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,45 +20,22 @@ for _path in (str(ROOT), str(HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from helpers.moto import local_moto  # noqa: E402
 from integration_support import ServiceRunner  # noqa: E402
 
 import worker.imaging.magick  # noqa: E402, F401  (sets ImageMagick's policy path before anything loads wand)
 from worker.aws import client  # noqa: E402
 from worker.config import Settings  # noqa: E402
-from worker.devstack import LOCAL_CREDENTIALS, Names, Stack, bootstrap, start_moto, use_endpoint  # noqa: E402
+from worker.devstack import Names, Stack, bootstrap  # noqa: E402
 from worker.service import build, with_stack  # noqa: E402
-
-# Variables that would point boto3 elsewhere than the session's moto server; restored after the session.
-_ISOLATED_ENV = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    *LOCAL_CREDENTIALS,
-)
 
 
 # Package scope (tests/integration has an __init__.py for this): the server stops and the environment is restored
 # when the last integration test is done, before any other test directory runs.
 @pytest.fixture(scope="package")
 def moto_endpoint() -> Iterator[str]:
-    saved = {k: os.environ.get(k) for k in _ISOLATED_ENV}
-    for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(k, None)
-    server, endpoint = start_moto()
-    assert endpoint.startswith("http://127.0.0.1:")
-    use_endpoint(endpoint)
-    os.environ.update(LOCAL_CREDENTIALS)  # throw-away credentials, whatever the environment had
-    try:
+    with local_moto() as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="package")

@@ -415,14 +415,3 @@ class KeyLocks:
                     del self._locks[key]
                 else:
                     self._locks[key] = (lock, users - 1)
-
-
-def describe_settings(settings: Settings) -> dict[str, Any]:
-    s = settings.service
-    return {
-        "queue_url": s.queue_url,
-        "output_bucket": s.output_bucket,
-        "output_prefix": s.output_prefix,
-        "concurrency": settings.concurrency,
-        "detector": s.detector,
-    }

@@ -33,7 +33,7 @@ from wand.image import Image  # noqa: E402
 
 from worker.errors import CorruptImage, ImageTooLarge, PermanentError, UnsupportedImage  # noqa: E402
 
-__all__ = ["Image", "configure", "magick_errors", "temp_dir"]
+__all__ = ["Image", "configure", "magick_errors"]
 
 # Coder warnings (e.g. libpng's "known incorrect sRGB profile") are harmless noise. Truncation is a warning
 # too in ImageMagick 6, but one stored on the image that Wand never raises: see `decode_warning`.
@@ -55,10 +55,6 @@ class _ExceptionInfo(ctypes.Structure):  # the leading fields of MagickCore's Ex
         ("reason", ctypes.c_char_p),
         ("description", ctypes.c_char_p),
     )
-
-
-def temp_dir() -> str:
-    return _private_tmp
 
 
 def configure(settings: ImageSettings) -> None:

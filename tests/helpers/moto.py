@@ -1,0 +1,40 @@
+"""A moto server on 127.0.0.1 with this process's boto3 pointed at it, and the environment restored afterwards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from worker.devstack import LOCAL_CREDENTIALS, start_moto, use_endpoint
+
+# Variables that would send boto3 elsewhere than the local server; saved and restored around it.
+ISOLATED_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    *LOCAL_CREDENTIALS,
+)
+
+
+@contextmanager
+def local_moto() -> Iterator[str]:
+    """Yields the endpoint URL of a fresh moto server; throw-away credentials whatever the environment had."""
+    saved = {k: os.environ.get(k) for k in ISOLATED_ENV}
+    for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(k, None)
+    server, endpoint = start_moto()
+    try:
+        assert endpoint.startswith("http://127.0.0.1:")
+        use_endpoint(endpoint)
+        os.environ.update(LOCAL_CREDENTIALS)
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
