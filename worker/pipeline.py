@@ -27,15 +27,25 @@ class Outcome:
 
 def process_object(ref: ObjectRef, storage: Storage, detector: Detector, settings: Settings) -> Outcome:
     start = time.perf_counter()
-    if storage.already_done(ref):
-        return Outcome(ref, "skipped", storage.target.key_for(ref.key), timings={"total": time.perf_counter() - start})
+    output_key = storage.target.key_for(ref.key)
+    existing = storage.output_state(ref)
+    if existing.same_source:
+        return Outcome(ref, "skipped", output_key, timings={"total": time.perf_counter() - start})
     data, etag = storage.fetch(ref)
     downloaded = time.perf_counter()
     result = blur_photo(data, detector, settings)
     blurred = time.perf_counter()
     key = storage.store(
-        ref, result.data, result.content_type, etag=etag, faces=len(result.faces), detector=detector.name
+        ref,
+        result.data,
+        result.content_type,
+        etag=etag,
+        faces=len(result.faces),
+        detector=detector.name,
+        replacing=existing.etag,
     )
     done = time.perf_counter()
+    if key is None:  # the output appeared meanwhile, made from this same source (see Storage.store)
+        return Outcome(ref, "skipped", output_key, timings={"total": done - start})
     timings = {"download": downloaded - start, **result.timings, "upload": done - blurred, "total": done - start}
     return Outcome(ref, "stored", key, len(result.faces), timings)

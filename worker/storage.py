@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,15 @@ from worker.errors import ImageTooLarge, ObjectMissing, TransientError
 from worker.events import ObjectRef
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion", "NoSuchBucket"}
+# A conditional PUT lost: someone wrote the output after we looked (412), or at the same moment (409).
+_WRITE_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputState:
+    etag: str | None  # the output's ETag; None = no output yet
+    same_source: bool  # it was made from this very source version: a redelivery, nothing to do
+    write_id: str = ""  # the id of the PUT that wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,43 +84,64 @@ class Storage:
         self._check_size(len(data), ref)
         return data, (resp.get("ETag") or "").strip('"') or None
 
-    def already_done(self, ref: ObjectRef) -> bool:
-        """True when the output exists and was made from this very source version (a redelivery)."""
-        if not (ref.etag or (ref.version_id and ref.version_id != "null")):
-            return False  # nothing to compare with: process again (idempotent overwrite)
+    def output_state(self, ref: ObjectRef, fetched_etag: str | None = None) -> OutputState:
+        """One HEAD of the output: does it exist, and was it made from this very source version (a redelivery)?"""
+        key = self.target.key_for(ref.key)
         try:
-            head = self.s3.head_object(Bucket=self.target.bucket, Key=self.target.key_for(ref.key))
+            head = self.s3.head_object(Bucket=self.target.bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in _MISSING:
-                return False
-            raise _transient(f"HEAD output for {ref.key}", exc) from exc
+                return OutputState(None, False)
+            raise _transient(f"HEAD output {key}", exc) from exc
         except BotoCoreError as exc:
-            raise _transient(f"HEAD output for {ref.key}", exc) from exc
+            raise _transient(f"HEAD output {key}", exc) from exc
         meta = head.get("Metadata", {})
-        same_etag = bool(ref.etag) and meta.get("source-etag") == ref.etag
-        same_version = (
-            bool(ref.version_id) and ref.version_id != "null" and meta.get("source-version") == ref.version_id
-        )
-        return same_etag or same_version
+        etags = {e for e in (ref.etag, fetched_etag) if e}
+        version = ref.version_id if ref.version_id and ref.version_id != "null" else None
+        same = meta.get("source-etag") in etags or (version is not None and meta.get("source-version") == version)
+        return OutputState(head.get("ETag"), same, meta.get("write-id", ""))
 
     def store(
-        self, ref: ObjectRef, data: bytes, content_type: str, *, etag: str | None, faces: int, detector: str
-    ) -> str:
+        self,
+        ref: ObjectRef,
+        data: bytes,
+        content_type: str,
+        *,
+        etag: str | None,
+        faces: int,
+        detector: str,
+        replacing: str | None,
+    ) -> str | None:
+        """Write the output only over what was there when we looked (`replacing`: its ETag, None = nothing).
+        Conditional writes make a PUT whose answer was lost (and retried) or a second worker's PUT of the same
+        photo fail instead of writing a second version. Returns the key when this call's PUT landed (also when
+        only a retry of it was refused), None when another PUT made the output from the same source meanwhile."""
         key = self.target.key_for(ref.key)
         extra: dict[str, Any] = {"ServerSideEncryption": self.target.sse}
         if self.target.sse == "aws:kms" and self.target.kms_key_id:
             extra["SSEKMSKeyId"] = self.target.kms_key_id
+        extra.update({"IfMatch": replacing} if replacing else {"IfNoneMatch": "*"})
         metadata = {
             "source-etag": etag or ref.etag or "",
             "source-version": ref.version_id or "",
             "faces": str(faces),
             "detector": detector,
             "worker-version": __version__,
+            "write-id": uuid.uuid4().hex,  # tells our own landed PUT from someone else's when a retry is refused
         }
         try:
             self.s3.put_object(
                 Bucket=self.target.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata, **extra
             )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _code(exc) not in _WRITE_CONFLICT:
+                raise _transient(f"PUT s3://{self.target.bucket}/{key}", exc) from exc
+            now = self.output_state(ref, etag)
+            if now.write_id == metadata["write-id"]:
+                return key  # the first attempt landed; botocore's retry of it was refused
+            if now.same_source:
+                return None
+            raise TransientError(f"PUT {key}: the output changed meanwhile", reason="output_changed") from exc
+        except BotoCoreError as exc:
             raise _transient(f"PUT s3://{self.target.bucket}/{key}", exc) from exc
         return key
