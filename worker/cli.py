@@ -110,9 +110,10 @@ def cmd_blur(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from worker.config import from_env
     from worker.devstack import bootstrap, start_moto, use_endpoint
-    from worker.service import build, install_signal_handlers, with_stack
+    from worker.service import build, catch_early_stop, install_signal_handlers, with_stack
     from worker.telemetry import logs
 
+    early_stop = catch_early_stop()
     settings = from_env()
     logs.configure(settings.service.log_format, settings.service.log_level)
     if not settings.service.queue_url:
@@ -137,6 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             flush=True,
         )
     service = build(settings)
+    if early_stop.is_set():
+        print("stop signal during start-up: exiting without taking any work", file=sys.stderr, flush=True)
+        return 0
     install_signal_handlers(service)
     code = service.run()
     if service.consumer.abandoned:
