@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit bench quality clean system-deps infra-tools
+.PHONY: install demo test lint unit bench quality soak clean system-deps infra-tools
 
 install: $(STAMP)
 
@@ -40,6 +40,14 @@ quality: install
 
 bench: install
 	$(VPY) bench/run_all.py
+
+# Chaos soak: real workers SIGKILLed and restarted, S3/SQS faults, Rekognition throttling, hostile uploads; checks
+# nothing is lost, unblurred or written twice. SOAK_UPLOADS=150 (the short one also runs in `make test`);
+# `SOAK_UPLOADS=1000 make soak` is the long one. The report goes to build/soak-report.md and .json.
+SOAK_UPLOADS ?= 150
+soak: install
+	mkdir -p build
+	$(VPY) -m tests.soak.harness --uploads $(SOAK_UPLOADS) --markdown build/soak-report.md --json build/soak-report.json
 
 # Offline verification tools for deploy/ (terraform fmt, HashiCorp's parser, checkov, podman, hadolint,
 # the compose-spec loader). Idempotent; installs under .cache/ and apt.
