@@ -47,7 +47,8 @@ bench: install
 SOAK_UPLOADS ?= 150
 soak: install
 	mkdir -p build
-	$(VPY) -m tests.soak.harness --uploads $(SOAK_UPLOADS) --markdown build/soak-report.md --json build/soak-report.json
+	$(VPY) -m tests.soak.harness --uploads $(SOAK_UPLOADS) --markdown build/soak-report.md --json build/soak-report.json \
+		--keep-logs build/soak-logs
 
 # Offline verification tools for deploy/ (terraform fmt, HashiCorp's parser, checkov, podman, hadolint,
 # the compose-spec loader). Idempotent; installs under .cache/ and apt.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,13 +109,27 @@ def cmd_blur(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def catch_early_stop() -> threading.Event:
+    """Until the service exists: remember a SIGTERM/SIGINT (ECS may stop a task while it imports, loads the model
+    or runs its start-up checks), so the worker then exits 0 without taking any work instead of dying
+    half-started. Installed before the heavy imports."""
+    early = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        early.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return early
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    early_stop = catch_early_stop()
     from worker.config import from_env
     from worker.devstack import bootstrap, start_moto, use_endpoint
-    from worker.service import build, catch_early_stop, install_signal_handlers, with_stack
+    from worker.service import build, install_signal_handlers, with_stack
     from worker.telemetry import logs
 
-    early_stop = catch_early_stop()
     settings = from_env()
     logs.configure(settings.service.log_format, settings.service.log_level)
     if not settings.service.queue_url:

@@ -142,19 +142,6 @@ def with_stack(settings: Settings, queue_url: str, output_bucket: str, source_bu
     )
 
 
-def catch_early_stop() -> threading.Event:
-    """Until the service exists: remember a SIGTERM/SIGINT (ECS may stop a task while it loads the model or runs
-    its start-up checks), so the worker then exits 0 without taking any work instead of dying half-started."""
-    early = threading.Event()
-
-    def handler(_signum: int, _frame: object) -> None:
-        early.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return early
-
-
 def install_signal_handlers(service: Service) -> None:
     """First SIGTERM/SIGINT: stop receiving and drain. Second: exit at once (messages reappear by themselves)."""
     received = threading.Event()
