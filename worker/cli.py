@@ -264,11 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         from worker.runtime import StartupError
 
         if isinstance(exc, StartupError):
             print(f"refusing to start: {exc}", file=sys.stderr)
             return 3
+        if isinstance(exc, BotoCoreError | ClientError):
+            # Start-up calls (queue attributes, DLQ, notification check) failed after botocore's retries.
+            print(f"could not start: AWS call failed: {exc}", file=sys.stderr)
+            return 4
         raise
 
 

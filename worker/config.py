@@ -98,6 +98,7 @@ class ServiceSettings:
     metrics_host: str = "0.0.0.0"  # METRICS_HOST
     queue_depth_seconds: int = 15  # QUEUE_DEPTH_SECONDS: how often queue depth is read for metrics
     stuck_seconds: int = 90  # HEALTH_STUCK_SECONDS: /healthz fails when the poll loop is silent this long
+    startup_wait_seconds: int = 60  # STARTUP_WAIT_SECONDS: how long start-up waits for an endpoint or queue to exist
     log_format: str = "auto"  # LOG_FORMAT: json | console | auto (console on a terminal)
     log_level: str = "info"  # LOG_LEVEL
 
@@ -124,6 +125,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "METRICS_HOST": ("service", "metrics_host"),
     "QUEUE_DEPTH_SECONDS": ("service", "queue_depth_seconds"),
     "HEALTH_STUCK_SECONDS": ("service", "stuck_seconds"),
+    "STARTUP_WAIT_SECONDS": ("service", "startup_wait_seconds"),
     "LOG_FORMAT": ("service", "log_format"),
     "LOG_LEVEL": ("service", "log_level"),
     # env var: (group, field)
@@ -289,6 +291,7 @@ def validate(s: Settings) -> None:
     )
     _check(0 <= v.metrics_port <= 65535, "service", "metrics_port", "a port number (0 = off)")
     _check(v.stuck_seconds > v.wait_seconds, "service", "stuck_seconds", "longer than SQS_WAIT_SECONDS")
+    _check(v.startup_wait_seconds >= 0, "service", "startup_wait_seconds", ">= 0")
     _check(v.log_format in {"json", "console", "auto"}, "service", "log_format", "json, console or auto")
     _check(
         bool(v.queue_url) == bool(v.output_bucket) or not v.queue_url,

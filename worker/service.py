@@ -37,14 +37,15 @@ def _not_up_yet(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _NOT_YET
 
 
-# At start-up the endpoint or the queue may not exist yet (compose starts everything at once, the init step
-# creates the queue): retry for a minute instead of relying on start order.
-_connect_retry = retry(
-    retry=retry_if_exception(_not_up_yet),
-    wait=wait_random_exponential(multiplier=0.5, max=5),
-    stop=stop_after_delay(60),
-    reraise=True,
-)
+def _until_up(seconds: int) -> Any:
+    """At start-up the endpoint or the queue may not exist yet (compose starts everything at once, the init step
+    creates the queue): retry for STARTUP_WAIT_SECONDS instead of relying on start order."""
+    return retry(
+        retry=retry_if_exception(_not_up_yet),
+        wait=wait_random_exponential(multiplier=0.5, max=5),
+        stop=stop_after_delay(seconds),
+        reraise=True,
+    )
 
 
 @dataclass
@@ -62,7 +63,6 @@ class Service:
         return 0
 
 
-@_connect_retry
 def _resolve_queues(sqs: Any, settings: Settings) -> tuple[Queue, Queue, str]:
     source = Queue(sqs, settings.service.queue_url)
     attrs = source.attributes("QueueArn", "VisibilityTimeout")
@@ -108,7 +108,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Service:
     svc = settings.service
     pool = settings.concurrency + 4
     s3, sqs = client("s3", pool), client("sqs", pool)
-    source, dlq, queue_arn = _resolve_queues(sqs, settings)
+    source, dlq, queue_arn = _until_up(svc.startup_wait_seconds)(_resolve_queues)(sqs, settings)
     check_recursion(s3, settings, queue_arn)
     sse = "aws:kms" if svc.sse_kms_key_id else svc.sse
     storage = Storage(

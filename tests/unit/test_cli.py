@@ -189,3 +189,26 @@ def test_two_inputs_with_the_same_output_name_are_refused(tmp_path, capsys):
 def test_jobs_must_be_positive(tmp_path, jobs):
     (tmp_path / "a.png").write_bytes(png_bytes(textured_rgb(32, 24)))
     assert _main(["blur", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--jobs", jobs]) == 2
+
+
+def test_run_against_an_unreachable_endpoint_says_so_in_one_line(tmp_path):
+    """Start-up calls that fail after botocore's retries end in one clear line and exit 4, not a traceback."""
+    env = {
+        **os.environ,
+        "QUEUE_URL": "http://127.0.0.1:9/000000000000/q",
+        "OUTPUT_BUCKET": "out",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the discard port: nothing listens
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "METRICS_PORT": "0",
+        "STARTUP_WAIT_SECONDS": "1",  # a fresh worker waits a minute for compose's moto to come up; not here
+    }
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "run"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert "could not start: AWS call failed" in done.stderr
+    assert "Could not connect to the endpoint URL" in done.stderr
+    assert "Traceback" not in done.stderr
