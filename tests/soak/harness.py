@@ -125,6 +125,8 @@ class Fleet:
             inc = self.live.get(slot)
         if inc is None or inc.proc.poll() is not None:
             return None
+        if sig == signal.SIGTERM and inc.ended_by:
+            return None  # already stopping: ECS sends one SIGTERM, then SIGKILL (a second SIGTERM exits at once)
         inc.ended_by = {signal.SIGKILL: "sigkill", signal.SIGTERM: "sigterm"}.get(sig, str(sig))
         inc.proc.send_signal(sig)
         return inc
