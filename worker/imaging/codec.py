@@ -140,6 +140,11 @@ class Photo:
             self.input_seconds += time.perf_counter() - start
         return self._arrays[key]
 
+    def shrunk_copies(self) -> list[np.ndarray]:
+        """The detector inputs made so far: uint8 RGB of the whole upright photo, box-shrunk (alpha flattened onto
+        grey). Redaction takes large regions' cell means from them instead of reading the pixels back."""
+        return [rgb for rgb, _ in self._arrays.values()]
+
 
 def export_rgb(img: Image) -> np.ndarray:
     """HxWx3 uint8 RGB straight from the pixel cache (numpy.asarray(img) goes through a ctypes char array)."""
