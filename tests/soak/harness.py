@@ -511,8 +511,7 @@ def run(cfg: SoakConfig, workdir: Path, log: Any = print) -> Result:
         fleet.stop()
         watcher.stop()
         faults = proxy.counts()
-        lost_answers = faults.get("error_after", 0) + faults.get("reset_after", 0)
-        numbers, violations = check(cfg, items, etags, stack, s3, sqs, fleet, watcher, truth, lost_answers)
+        numbers, violations = check(cfg, items, etags, stack, s3, sqs, fleet, watcher, truth)
         numbers.update(
             faults_injected={**faults, **{f"rekognition_{k}": v for k, v in fake.snapshot().items()}},
             chaos=dict(chaos.counts),
@@ -569,13 +568,12 @@ def _dlq_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _log_events(fleet: Fleet) -> list[dict[str, Any]]:
+def _events(inc: Incarnation) -> list[dict[str, Any]]:
     events = []
-    for inc in fleet.all:
-        for line in inc.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):  # a SIGKILLed process's last line may be cut short
-                    events.append(json.loads(line))
+    for line in inc.log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):  # a SIGKILLed process's last line may be cut short
+                events.append(json.loads(line))
     return events
 
 
@@ -589,7 +587,6 @@ def check(
     fleet: Fleet,
     watcher: Watcher,
     truth: Truth,
-    lost_answers: int,
 ) -> tuple[dict[str, Any], list[str]]:
     """The invariants. Returns (numbers for the report, violations)."""
     bad: list[str] = []
@@ -610,9 +607,12 @@ def check(
     by_key: Counter[str] = Counter()
     no_reason = 0
     reasons: Counter[str] = Counter()
+    sends: set[tuple[str, str]] = set()  # one per DLQ send; a send whose answer was lost and was retried is one
     for m in dlq:
         attrs = m.get("MessageAttributes", {})
-        reason = attrs.get("faceblur-reason", {}).get("StringValue", "")
+        value = {k: v.get("StringValue", "") for k, v in attrs.items()}
+        sends.add((value.get("faceblur-source-message-id", m["MessageId"]), value.get("faceblur-receive-count", "")))
+        reason = value.get("faceblur-reason", "")
         no_reason += not reason
         reasons[reason or "(none: redriven by SQS)"] += 1
         by_body[m["Body"]] += 1
@@ -657,9 +657,9 @@ def check(
     crashed = [inc for inc in fleet.all if inc.ended_by == "exit"]
     bad += [f"worker {inc.log.name} exited by itself with {inc.exit_code}" for inc in crashed]
     # 6. Metrics and logs reconcile with the ledger.
-    numbers_metrics, metric_bad = reconcile(fleet, cfg.concurrency, versions, len(dlq), lost_answers)
+    numbers_metrics, metric_bad = reconcile(fleet, cfg.concurrency, sum(versions.values()), len(sends))
     bad += metric_bad
-    events = _log_events(fleet)
+    events = [e for inc in fleet.all for e in _events(inc)]
     logged = {
         e.get("output_key") or e.get("key") for e in events if e.get("event") in ("photo blurred", "photo already done")
     }
@@ -707,28 +707,38 @@ def _counter(inc: Incarnation, name: str, **labels: str) -> float:
     return inc.metrics.get(key, 0.0)
 
 
-def reconcile(
-    fleet: Fleet, concurrency: int, versions: Counter[str], dlq: int, lost_answers: int
-) -> tuple[dict[str, Any], list[str]]:
-    """Counters summed over every incarnation's last scrape, against the buckets and the DLQ. Sums may never exceed
-    the ledger. The ledger may exceed them by what a worker did after its last scrape (1 s) before a signal ended it
-    (its pool plus a few), and by calls that landed although their answer was lost to an injected fault (the worker
-    counted them as failures). The final incarnations are scraped idle, so their part is exact."""
-    stored = sum(_counter(i, "faceblur_photos_total", outcome="stored") for i in fleet.all)
-    dlq_sent = sum(v for i in fleet.all for (n, _), v in i.metrics.items() if n == "faceblur_dlq_sends_total")
-    cut_short = sum(1 for i in fleet.all if i.ended_by in ("sigkill", "sigterm", "exit"))
-    slack = cut_short * (concurrency + 4) + lost_answers
-    writes = sum(versions.values())
-    bad = []
-    if stored > writes:
-        bad.append(f"metrics count {stored:.0f} stored photos, the bucket holds {writes} writes")
-    if writes - stored > slack:
-        bad.append(f"{writes - stored:.0f} writes were never counted (more than {slack} cut short by signals)")
-    if dlq_sent > dlq:
-        bad.append(f"metrics count {dlq_sent:.0f} DLQ sends, the DLQ holds {dlq}")
-    if dlq - dlq_sent > slack:
-        bad.append(f"{dlq - dlq_sent:.0f} DLQ messages were never counted (more than {slack})")
-    return {"metric_stored": int(stored), "metric_dlq_sends": int(dlq_sent), "metric_slack": slack}, bad
+def reconcile(fleet: Fleet, concurrency: int, writes: int, dlq: int) -> tuple[dict[str, Any], list[str]]:
+    """Metrics against logs against the ledger.
+    - Exact: a worker stopped at the end was scraped idle, so its counters equal its own log lines.
+    - Every worker: its last scrape counts no more than its log says (a kill may cut off what came after).
+    - Ledger: every output write and DLQ message was logged by the worker that made it, except what a SIGKILL
+      cut off between the call and the log line (at most its pool each)."""
+    bad: list[str] = []
+    kinds = {"stored": "photo blurred", "dlq": "message sent to DLQ"}
+    logged = dict.fromkeys(kinds, 0)
+    scraped = dict.fromkeys(kinds, 0.0)
+    for inc in fleet.all:
+        events = Counter(e.get("event") for e in _events(inc))
+        counts = {
+            "stored": _counter(inc, "faceblur_photos_total", outcome="stored"),
+            "dlq": sum(v for (n, _), v in inc.metrics.items() if n == "faceblur_dlq_sends_total"),
+        }
+        for k, event in kinds.items():
+            logged[k] += events[event]
+            scraped[k] += counts[k]
+            if inc.ended_by == "final" and counts[k] != events[event]:
+                bad.append(f"{inc.log.name}: counter {k} = {counts[k]:.0f}, its log says {events[event]}")
+            if counts[k] > events[event] + (inc.ended_by == "sigkill"):
+                bad.append(f"{inc.log.name}: counter {k} = {counts[k]:.0f} exceeds its log's {events[event]}")
+    kills = sum(inc.ended_by == "sigkill" for inc in fleet.all)
+    for k, ledger in (("stored", writes), ("dlq", dlq)):
+        if not 0 <= ledger - logged[k] <= kills * concurrency:
+            bad.append(f"{ledger} {k} in the ledger, {logged[k]} in the logs ({kills} SIGKILLs)")
+    numbers = {
+        "ledger_writes_logged_scraped": [writes, logged["stored"], int(scraped["stored"])],
+        "ledger_dlq_logged_scraped": [dlq, logged["dlq"], int(scraped["dlq"])],
+    }
+    return numbers, bad
 
 
 # ----------------------------------------------------------------------------------------------------- report
