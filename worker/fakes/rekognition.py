@@ -24,6 +24,7 @@ import binascii
 import hashlib
 import json
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -120,8 +121,7 @@ class FakeRekognition:
         class Handler(_Handler):
             server_fake = fake
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-rekognition", daemon=True)
         self._thread.start()
         return self
@@ -231,6 +231,15 @@ class FakeRekognition:
 
                 self._detector = LocalDetector(DetectSettings())
             return self._detector
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a worker killed mid-call, a timeout) is normal here: no traceback for it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
