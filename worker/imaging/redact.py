@@ -46,6 +46,7 @@ STRIP_PIXELS = 1 << 20  # pixels per strip read or written (6 MB as uint16 RGB, 
 # Weight matrices are cached for sizes up to this (256 x 8 floats at most, 1024 per kind: under 20 MB, a few MB
 # in practice); larger regions are dominated by their pixels anyway.
 CACHE_SIDE = 256
+BATCH_CACHE_SIDE = 128  # the same for the crowd path's per-channel matrices, which are c^2 times larger
 COPY_CELL_PIXELS = 16  # a detector copy gives a region's means when each cell spans this many copy pixels a side
 # The bounding box of all regions is read and written once when the pixels outside them this also moves (~5 ns
 # a pixel both ways) cost less than the calls saved (~15 us a region), and it is not too large to hold.
@@ -130,8 +131,8 @@ def _spread_matrix(size: int, cells: int, mode: str) -> np.ndarray:
 
 # The shape of a region's computation: w, h, cw, ch, channels.
 Dims = tuple[int, int, int, int, int]
-# A crowd region's matrices: cell averages along y and x, spreads along x and y; and its number of cell rows.
-Plan = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+# A crowd region's matrices: cell averages along y, along x (per channel), spreads along x (per channel), along y.
+Plan = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def cell_means(pixels: np.ndarray, cw: int, ch: int) -> np.ndarray:
@@ -245,34 +246,36 @@ def _redact_batch(canvas: _Canvas, bounds: Box, boxes: list[Box], mode: str, mos
     c = canvas.channels
     for x0, y0, x1, y1 in boxes:
         w, h = x1 - x0, y1 - y0
-        average_y, average_x, spread_x, spread_y, ch = _batch_plan(w, h, most, mode)
+        average_y, average_x, spread_x, spread_y = _batch_plan(w, h, most, mode, c)
         view = block[y0 - by : y1 - by, x0 - bx : x1 - bx]  # its rows are contiguous: a 2-D view, no copy
-        rows = average_y.dot(view.reshape(h, w * c)).reshape(ch, w, c)  # each cell row's mean pixel row
-        across = np.matmul(spread_x, np.matmul(average_x, rows))  # (ch, w, c): the cells, spread along x
-        out = spread_y.dot(across.reshape(ch, w * c))
+        # (h, w*c) pixels -> cell-row means (ch, w*c) -> cells (ch, cw*c) -> spread along x -> along y (h, w*c)
+        out = spread_y.dot(average_y.dot(view.reshape(h, w * c)).dot(average_x).dot(spread_x))
         out += 0.5  # truncation to uint16 rounds
         out = out.reshape(h, w, c)
         view[...] = _blend(out, view, w, h) if ellipse else out
     canvas.write(bx, by, block)
 
 
-def _batch_plan(w: int, h: int, most: int, mode: str) -> Plan:
-    """A crowd region's four matrices (cell averages along y and x, spreads along x and y) and its cell rows, in
-    one lookup: per-call overhead is what a crowd of small faces costs. Averaging with weights of 1/n rather than
-    sums then a division is within float32 rounding, far below the +0.5 that rounds to uint16."""
-    if max(w, h) <= CACHE_SIDE:
-        return _batch_plan_cached(w, h, most, mode)
-    return _make_batch_plan(w, h, most, mode)
+def _batch_plan(w: int, h: int, most: int, mode: str, c: int) -> Plan:
+    """A crowd region's four matrices, in one lookup: per-call overhead is what a crowd of small faces costs, so
+    each step is one 2-D product on the (rows, w*c) layout of the pixels; along x the matrices act on each
+    channel alike (Kronecker product with the c x c identity). Averaging with weights of 1/n rather than sums
+    then a division is within float32 rounding, far below the +0.5 that rounds to uint16."""
+    if max(w, h) <= BATCH_CACHE_SIDE:
+        return _batch_plan_cached(w, h, most, mode, c)
+    return _make_batch_plan(w, h, most, mode, c)
 
 
-def _make_batch_plan(
-    w: int, h: int, most: int, mode: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def _make_batch_plan(w: int, h: int, most: int, mode: str, c: int) -> Plan:
     cw, ch = grid_size(w, h, most)
-    return _cell_average(h, ch), _cell_average(w, cw), _spread_matrix(w, cw, mode), _spread_matrix(h, ch, mode), ch
+    eye = np.eye(c, dtype=np.float32)
+    average_x = np.kron(_cell_average(w, cw).T, eye)  # (w*c, cw*c)
+    spread_x = np.kron(_spread_matrix(w, cw, mode).T, eye)  # (cw*c, w*c)
+    return _cell_average(h, ch), average_x, spread_x, _spread_matrix(h, ch, mode)
 
 
-_batch_plan_cached = lru_cache(maxsize=1024)(_make_batch_plan)  # 4 matrices of at most 8 x 256: < 40 MB in all
+# At most 2 x 128*3 x 8*3 floats an entry: under 40 MB for all 512; a crowd uses a few MB.
+_batch_plan_cached = lru_cache(maxsize=512)(_make_batch_plan)
 
 
 @_cached_for_small
