@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,26 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "faces" / "dev"
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.moto import moto_server_process  # noqa: E402
+from tests.helpers.net import free_port, wait_until_answers  # noqa: E402
+from tests.integration.integration_support import metric, metric_total, parse_metrics  # noqa: E402
 from tests.quality.measure import Tally, displayed_grey  # noqa: E402
 from worker.aws import client  # noqa: E402
-from worker.devstack import LOCAL_CREDENTIALS, Names, bootstrap, use_endpoint  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            time.sleep(interval)
-    raise RuntimeError(f"{url} did not answer")
+from worker.devstack import Names, bootstrap, use_endpoint  # noqa: E402
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
@@ -62,10 +47,6 @@ def proc_stats(pid: int) -> tuple[float, int]:
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
     return cpu, int(hwm.split()[1]) * 1024
-
-
-def metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def reference_outputs(photos: list[Path]) -> dict[str, bytes]:
@@ -132,25 +113,25 @@ def run_once(endpoint: str, photos: list[Path], uploads: int, concurrency: int, 
         [sys.executable, "-m", "worker", "run"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", interval=0.02)
+        wait_until_answers(f"http://127.0.0.1:{port}/readyz", interval=0.02)
         cpu0, _ = proc_stats(worker.pid)
         start = time.monotonic()
         # Progress from the worker's own /metrics (cheap), not by listing the bucket: a listing of hundreds of
         # keys every fraction of a second costs the shared moto server (and so the worker) real CPU.
         metrics_url = f"http://127.0.0.1:{port}/metrics"
 
+        def scrape() -> dict:
+            return parse_metrics(urllib.request.urlopen(metrics_url, timeout=5).read().decode())
+
         def stored() -> float:
-            return metric(
-                urllib.request.urlopen(metrics_url, timeout=5).read().decode(),
-                'faceblur_photos_total{outcome="stored"}',
-            )
+            return metric(scrape(), "faceblur_photos_total", outcome="stored")
 
         deadline = time.monotonic() + 1800
         while stored() < uploads and time.monotonic() < deadline:
             time.sleep(0.25)
         elapsed = time.monotonic() - start
         cpu1, peak = proc_stats(worker.pid)
-        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        samples = scrape()
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.output_bucket, Prefix="load/"):
             for obj in page.get("Contents", []):
                 seen[obj["Key"]] = 0.0
@@ -169,7 +150,7 @@ def run_once(endpoint: str, photos: list[Path], uploads: int, concurrency: int, 
             for line in log_path.read_text().splitlines()
             if line.startswith("{") and '"photo blurred"' in line
         )
-        stored = metric(text, 'faceblur_photos_total{outcome="stored"}')
+        stored = metric(samples, "faceblur_photos_total", outcome="stored")
         return {
             "concurrency": concurrency,
             "uploads": uploads,
@@ -182,7 +163,7 @@ def run_once(endpoint: str, photos: list[Path], uploads: int, concurrency: int, 
             "lost": len(lost),
             "duplicate_puts": int(stored - len(seen)),
             "not_identical_to_verified_blur": len(wrong),
-            "dlq": int(metric(text, "faceblur_dlq_sends_total")),
+            "dlq": int(metric_total(samples, "faceblur_dlq_sends_total")),
         }
     finally:
         if worker.poll() is None:
@@ -196,20 +177,9 @@ def main() -> int:
     args = parser.parse_args()
     photos = sorted(p for p in DEV.iterdir() if p.suffix in (".jpg", ".png"))
     refs = reference_outputs(photos)
-    port = free_port()
-    moto = subprocess.Popen(
-        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **LOCAL_CREDENTIALS},
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(endpoint + "/moto-api/")
+    with moto_server_process() as endpoint:
         use_endpoint(endpoint)
         rows = [run_once(endpoint, photos, args.uploads, c, refs) for c in args.concurrency]
-    finally:
-        moto.terminate()
     cols = list(rows[0])
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

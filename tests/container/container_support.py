@@ -4,16 +4,16 @@ subprocess and HTTP helpers."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers.net import free_port as free_port  # shared with the soak and the benchmarks
+from tests.helpers.net import http_get as http_get
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "container"
@@ -65,20 +65,6 @@ class Podman:
     def logs(self, container: str, lines: int = 40) -> str:
         res = self("logs", "--tail", str(lines), container, timeout=30)
         return tail(res.stdout + res.stderr, lines)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.25) -> Any:

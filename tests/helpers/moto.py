@@ -1,12 +1,18 @@
-"""A moto server on 127.0.0.1 with this process's boto3 pointed at it, and the environment restored afterwards."""
+"""A moto server on 127.0.0.1 with this process's boto3 pointed at it, and the environment restored afterwards;
+or one in its own process, for workloads where its CPU must not share this process's GIL (soak, load bench)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from worker.devstack import LOCAL_CREDENTIALS, start_moto, use_endpoint
+
+from .net import free_port, wait_until_answers
 
 # Variables that would send boto3 elsewhere than the local server; saved and restored around it.
 ISOLATED_ENV = (
@@ -38,3 +44,22 @@ def local_moto() -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def moto_server_process() -> Iterator[str]:
+    """Yields the endpoint URL of a `moto_server` process (this Python's own) on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **LOCAL_CREDENTIALS},
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(endpoint + "/moto-api/")
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +22,9 @@ from urllib.parse import quote_plus, unquote_plus
 import numpy as np
 from PIL import Image as PILImage
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers.net import free_port as free_port  # shared with the soak and the benchmarks
+from tests.helpers.net import http_get as http_get
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent.parent  # the project (where `python -m worker` runs)
@@ -43,21 +43,6 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
         time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    """(status, body); HTTP errors are returned, not raised."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 # -- metrics --------------------------------------------------------------------------------------------------------
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Prometheus text -> {(sample name, sorted labels): value}."""
@@ -71,6 +56,11 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     """One sample's value; 0 when the labelled child was never created (a counter that never moved)."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def metric_total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    """A counter summed over all its labels."""
+    return sum(v for (n, _), v in samples.items() if n == name)
 
 
 def registry_value(service: Any, name: str, **labels: str) -> float:

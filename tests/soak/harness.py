@@ -44,7 +44,9 @@ DEV = ROOT.parent / "shared" / "faces" / "dev"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.integration.integration_support import free_port, parse_metrics  # noqa: E402
+from tests.helpers.moto import moto_server_process  # noqa: E402
+from tests.helpers.net import answers, free_port  # noqa: E402
+from tests.integration.integration_support import metric, metric_total, parse_metrics  # noqa: E402
 from tests.quality.measure import PROTECTED, displayed_grey, face_detail_corr  # noqa: E402
 from tests.soak.corpus import DLQ, IGNORED, OUTPUT, Item, duplicate_notification, plan  # noqa: E402
 from tests.soak.faultproxy import FaultProxy, Faults  # noqa: E402
@@ -168,7 +170,7 @@ class Fleet:
         while time.monotonic() < deadline:
             with self.lock:
                 live = list(self.live.values())
-            if len(live) == self.n and all(_answers(f"http://127.0.0.1:{i.port}/readyz") for i in live):
+            if len(live) == self.n and all(answers(f"http://127.0.0.1:{i.port}/readyz") for i in live):
                 return
             time.sleep(0.2)
         raise RuntimeError("workers did not become ready")
@@ -195,14 +197,6 @@ class Fleet:
             if inc.proc.poll() is None:
                 inc.proc.kill()
                 inc.proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------- watcher
@@ -398,26 +392,13 @@ class Result:
         return not self.violations
 
 
-def _moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **LOCAL_CREDENTIALS},
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not _answers(endpoint + "/moto-api/"):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("moto_server did not start")
-        time.sleep(0.2)
-    return proc, endpoint
-
-
 def run(cfg: SoakConfig, workdir: Path, log: Any = print) -> Result:
+    with moto_server_process() as endpoint:
+        return _run(cfg, workdir, log, endpoint)
+
+
+def _run(cfg: SoakConfig, workdir: Path, log: Any, endpoint: str) -> Result:
     t0 = time.monotonic()
-    moto, endpoint = _moto()
     proxy = fake = fleet = chaos = watcher = None
     try:
         use_endpoint(endpoint)
@@ -530,8 +511,6 @@ def run(cfg: SoakConfig, workdir: Path, log: Any = print) -> Result:
             proxy.stop()
         if fake is not None:
             fake.stop()
-        moto.terminate()
-        moto.wait(30)
 
 
 def _config_dict(cfg: SoakConfig) -> dict[str, Any]:
@@ -702,11 +681,6 @@ def _sizes(valid: list[Item], truth: Truth) -> dict[str, int]:
     return dict(out)
 
 
-def _counter(inc: Incarnation, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return inc.metrics.get(key, 0.0)
-
-
 def reconcile(fleet: Fleet, concurrency: int, writes: int, dlq: int) -> tuple[dict[str, Any], list[str]]:
     """Metrics against logs against the ledger.
     - Exact: a worker stopped at the end was scraped idle, so its counters equal its own log lines.
@@ -720,8 +694,8 @@ def reconcile(fleet: Fleet, concurrency: int, writes: int, dlq: int) -> tuple[di
     for inc in fleet.all:
         events = Counter(e.get("event") for e in _events(inc))
         counts = {
-            "stored": _counter(inc, "faceblur_photos_total", outcome="stored"),
-            "dlq": sum(v for (n, _), v in inc.metrics.items() if n == "faceblur_dlq_sends_total"),
+            "stored": metric(inc.metrics, "faceblur_photos_total", outcome="stored"),
+            "dlq": metric_total(inc.metrics, "faceblur_dlq_sends_total"),
         }
         for k, event in kinds.items():
             logged[k] += events[event]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -103,19 +104,20 @@ def test_threads_share_one_budget():
                 with lock:
                     taken.append(1)
 
-    threads = [threading.Thread(target=take) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(take, 8)
     assert len(taken) == 10  # the clock did not move: exactly the burst, whatever the interleaving
     clock.advance(1.0)
-    threads = [threading.Thread(target=take) for _ in range(8)]
+    in_threads(take, 8)
+    assert len(taken) == 20
+
+
+def in_threads(fn: Callable[[], None], n: int) -> None:
+    """Run fn in n threads at once and wait for all of them."""
+    threads = [threading.Thread(target=fn) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(taken) == 20
 
 
 def test_shared_bucket_is_one_per_rate():
