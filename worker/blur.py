@@ -1,15 +1,19 @@
-"""One photo, bytes in, bytes out: header guard -> decode (upright, stripped) -> detect -> redact -> encode.
+"""One photo, bytes in, bytes out: container guard -> memory admission -> decode (the visible image) -> detect on
+every view -> redact -> encode.
 
-Fail closed: any exception leaves no output. A photo is only returned after detection completed.
+Fail closed: any exception leaves no output. A photo is only returned after detection completed on every view.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+from worker.admission import MemoryBudget, photo_bytes
 from worker.config import Settings
 from worker.detect import Detector, Face
+from worker.geometry import union
 from worker.imaging import codec
 from worker.imaging.redact import redact
 
@@ -35,19 +39,24 @@ class Stopwatch:
         self._last = now
 
 
-def blur_photo(data: bytes, detector: Detector, settings: Settings) -> Blurred:
+def blur_photo(data: bytes, detector: Detector, settings: Settings, budget: MemoryBudget | None = None) -> Blurred:
     clock = Stopwatch()
     header = codec.read_header(data, settings.image)
-    with codec.decode(data, header) as photo:
-        clock.lap("decode")
-        faces = detector.detect(photo)
-        clock.lap("detect")
-        # Detector inputs are made lazily inside detect(); report them as their own stage.
-        clock.timings["detect"] -= photo.input_seconds
-        clock.timings["detector_input"] = photo.input_seconds
-        redact(photo, faces, settings.redact)
-        clock.lap("blur")
-        out = codec.encode(photo, settings.image)
-        clock.lap("encode")
-        width, height = photo.size
+    admit = budget.reserve(photo_bytes(header.width, header.height, len(data))) if budget else nullcontext()
+    with admit:
+        clock.lap("admission")  # reading the container, then waiting for memory
+        with codec.decode(data, header) as photo:
+            clock.lap("decode")
+            faces: list[Face] = []
+            for view in photo.views():
+                faces = union(faces, detector.detect(view), settings.detect.nms_iou)
+            clock.lap("detect")
+            # Detector inputs are made lazily inside detect(); report them as their own stage.
+            clock.timings["detect"] -= photo.input_seconds
+            clock.timings["detector_input"] = photo.input_seconds
+            redact(photo, faces, settings.redact)
+            clock.lap("blur")
+            out = codec.encode(photo, settings.image)
+            clock.lap("encode")
+            width, height = photo.size
     return Blurred(out, codec.content_type(header.coder), width, height, faces, clock.timings)

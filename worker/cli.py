@@ -49,7 +49,7 @@ def collect(inputs: Sequence[str]) -> Iterator[Job]:
             yield Job(path, Path(path.name))
 
 
-def blur_file(job: Job, out_dir: Path, detector: Any, settings: Any) -> Row:
+def blur_file(job: Job, out_dir: Path, detector: Any, settings: Any, budget: Any = None) -> Row:
     from worker.blur import blur_photo
     from worker.errors import FaceblurError
 
@@ -57,7 +57,7 @@ def blur_file(job: Job, out_dir: Path, detector: Any, settings: Any) -> Row:
     start = time.perf_counter()
     try:
         data = job.source.read_bytes()
-        result = blur_photo(data, detector, settings)
+        result = blur_photo(data, detector, settings, budget)
         target = out_dir / job.relative
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
@@ -75,9 +75,10 @@ def blur_file(job: Job, out_dir: Path, detector: Any, settings: Any) -> Row:
 
 
 def cmd_blur(args: argparse.Namespace) -> int:
-    from worker.runtime import start
+    from worker.runtime import memory_budget, start
 
     settings, detector = start()
+    budget = memory_budget(settings)
     jobs = list(collect(args.inputs))
     if not jobs:
         print("no image files found in the inputs", file=sys.stderr)
@@ -90,7 +91,7 @@ def cmd_blur(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     rows: list[Row] = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for i, row in enumerate(pool.map(lambda j: blur_file(j, args.out, detector, settings), jobs), 1):
+        for i, row in enumerate(pool.map(lambda j: blur_file(j, args.out, detector, settings, budget), jobs), 1):
             rows.append(row)
             if tty:
                 bar = "#" * (30 * i // len(jobs))
@@ -245,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out"))
     demo.set_defaults(func=cmd_demo)
     boot = sub.add_parser("bootstrap", help="create buckets, queue, DLQ and notification on AWS_ENDPOINT_URL")
-    boot.add_argument("--source-bucket", default=os.environ.get("SOURCE_BUCKET") or "faceblur-source")
+    boot.add_argument("--source-bucket", default="faceblur-source")
     boot.add_argument("--output-bucket", default=os.environ.get("OUTPUT_BUCKET") or "faceblur-output")
     boot.add_argument("--queue", default=os.environ.get("QUEUE_NAME") or "faceblur-uploads")
     boot.add_argument("--yes", action="store_true", help="allow running without AWS_ENDPOINT_URL")

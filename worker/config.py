@@ -6,6 +6,7 @@ Every variable is documented in the README ("Configuration"). Defaults work loca
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -16,6 +17,15 @@ class ConfigError(ValueError):
 
 
 _UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+_BUCKET_NAME = re.compile(r"^(?!xn--|sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def is_bucket_name(name: str) -> bool:
+    """S3's naming rules for general-purpose buckets: 3-63 lowercase letters, digits, dots and hyphens, starting
+    and ending with a letter or digit, not an IP address. An ARN or an access point alias is not a name."""
+    return bool(_BUCKET_NAME.match(name)) and not name.endswith(("-s3alias", "--ol-s3"))
 
 
 def parse_bytes(text: str) -> int:
@@ -57,7 +67,12 @@ class RedactSettings:
 class ImageSettings:
     max_pixels: int = 50_000_000  # MAX_PIXELS: refuse images with more pixels (checked from the header)
     max_side: int = 20_000  # MAX_SIDE: refuse images wider or taller than this (px)
+    # MAX_METADATA_BYTES: refuse files carrying more metadata than this (segments, chunks, profiles; inflated size)
+    max_metadata_bytes: int = 8 * 2**20
     jpeg_quality: int = 0  # JPEG_QUALITY: 0 = match the input's estimated quality (clamped to 60..95)
+    # MEMORY_BUDGET: memory that photos in work may reserve together (worker/admission.py); auto = 80% of the
+    # task's memory (cgroup limit) beyond a 512 MiB baseline
+    memory_budget: str = "auto"
     memory_limit: str = "512MiB"  # MAGICK_MEMORY_LIMIT: ImageMagick pixel cache in RAM, then it maps/disks
     map_limit: str = "1GiB"  # MAGICK_MAP_LIMIT
     disk_limit: str = "2GiB"  # MAGICK_DISK_LIMIT
@@ -80,7 +95,9 @@ class ServiceSettings:
     queue_url: str = ""  # QUEUE_URL: the source queue; empty = start the embedded local stack
     output_bucket: str = ""  # OUTPUT_BUCKET: where blurred photos go (same key, plus OUTPUT_PREFIX)
     output_prefix: str = ""  # OUTPUT_PREFIX
-    source_bucket: str = ""  # SOURCE_BUCKET: optional; enables the start-up recursion check
+    source_buckets: str = (
+        ""  # SOURCE_BUCKETS: comma-separated buckets whose events are obeyed (required with QUEUE_URL)
+    )
     dlq_url: str = ""  # DLQ_URL: optional; default = the queue's RedrivePolicy target
     concurrency: int = 0  # WORKER_CONCURRENCY: photos in work at once (0 = CPU count)
     detector: str = "local"  # DETECTOR: local (CenterFace ONNX) | rekognition | both (union of the two)
@@ -107,7 +124,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "QUEUE_URL": ("service", "queue_url"),
     "OUTPUT_BUCKET": ("service", "output_bucket"),
     "OUTPUT_PREFIX": ("service", "output_prefix"),
-    "SOURCE_BUCKET": ("service", "source_bucket"),
+    "SOURCE_BUCKETS": ("service", "source_buckets"),
     "DLQ_URL": ("service", "dlq_url"),
     "WORKER_CONCURRENCY": ("service", "concurrency"),
     "DETECTOR": ("service", "detector"),
@@ -144,7 +161,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "BLUR_SHAPE": ("redact", "shape"),
     "MAX_PIXELS": ("image", "max_pixels"),
     "MAX_SIDE": ("image", "max_side"),
+    "MAX_METADATA_BYTES": ("image", "max_metadata_bytes"),
     "JPEG_QUALITY": ("image", "jpeg_quality"),
+    "MEMORY_BUDGET": ("image", "memory_budget"),
     "MAGICK_MEMORY_LIMIT": ("image", "memory_limit"),
     "MAGICK_MAP_LIMIT": ("image", "map_limit"),
     "MAGICK_DISK_LIMIT": ("image", "disk_limit"),
@@ -170,6 +189,10 @@ class Settings:
     @property
     def concurrency(self) -> int:
         return self.service.concurrency or os.cpu_count() or 1
+
+    @property
+    def source_buckets(self) -> frozenset[str]:
+        return frozenset(b.strip() for b in self.service.source_buckets.split(",") if b.strip())
 
     def __post_init__(self) -> None:
         validate(self)
@@ -237,9 +260,15 @@ def validate(s: Settings) -> None:
     _check(2 <= r.blocks <= 8, "redact", "blocks", "between 2 and 8")
     _check(r.shape in {"rect", "ellipse"}, "redact", "shape", "rect or ellipse")
     _check(1 <= i.max_pixels <= 1_000_000_000, "image", "max_pixels", "between 1 and 1e9")
-    _check(1 <= i.max_side <= 65_000, "image", "max_side", "between 1 and 65000")
+    _check(1 <= i.max_side <= 32_000, "image", "max_side", "between 1 and 32000")
+    _check(64 * 2**10 <= i.max_metadata_bytes <= 2**30, "image", "max_metadata_bytes", "between 64 KiB and 1 GiB")
     _check(i.jpeg_quality == 0 or 30 <= i.jpeg_quality <= 100, "image", "jpeg_quality", "0 or 30..100")
     _check(1 <= i.threads <= 64, "image", "threads", "between 1 and 64")
+    if i.memory_budget != "auto":
+        try:
+            parse_bytes(i.memory_budget)
+        except ValueError:
+            _check(False, "image", "memory_budget", "auto or a size such as 1500MiB")
     for name in ("memory_limit", "map_limit", "disk_limit"):
         try:
             parse_bytes(getattr(i, name))
@@ -299,6 +328,19 @@ def validate(s: Settings) -> None:
         "output_bucket",
         "set when QUEUE_URL is set",
     )
+    _check(
+        bool(s.source_buckets) or not v.queue_url,
+        "service",
+        "source_buckets",
+        "set when QUEUE_URL is set: the buckets whose uploads this worker may read (comma-separated)",
+    )
+    for name in (*s.source_buckets, *([v.output_bucket] if v.output_bucket else [])):
+        _check(
+            is_bucket_name(name),
+            "service",
+            "source_buckets" if name in s.source_buckets else "output_bucket",
+            f"valid S3 bucket names ({name!r} is not)",
+        )
 
 
 def describe(s: Settings) -> dict[str, Any]:

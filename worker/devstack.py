@@ -43,7 +43,7 @@ class Stack:
             "AWS_ENDPOINT_URL": self.endpoint,
             "QUEUE_URL": self.queue_url,
             "OUTPUT_BUCKET": self.output_bucket,
-            "SOURCE_BUCKET": self.source_bucket,
+            "SOURCE_BUCKETS": self.source_bucket,
             **LOCAL_CREDENTIALS,
         }
 

@@ -49,6 +49,36 @@ class ImageTooLarge(PermanentError):
     reason = "image_too_large"
 
 
+class MetadataTooLarge(PermanentError):
+    """More metadata (segments, chunks, profiles, text; compressed ones inflated) than MAX_METADATA_BYTES."""
+
+    reason = "metadata_too_large"
+
+
+class ImageTooComplex(PermanentError):
+    """Valid pixels but a decoding cost out of proportion (a JPEG with hundreds of scans)."""
+
+    reason = "image_too_complex"
+
+
+class ForeignBucket(PermanentError):
+    """The event names a bucket outside SOURCE_BUCKETS: nothing is read from it."""
+
+    reason = "foreign_bucket"
+
+
+class OutputConflict(PermanentError):
+    """The output key holds an object this worker did not make from this source bucket: it is not overwritten."""
+
+    reason = "output_conflict"
+
+
+class ResourcesExhausted(TransientError):
+    """ImageMagick ran out of its memory/map/disk limits: another try, with other photos done, will fit."""
+
+    reason = "resources_exhausted"
+
+
 class ObjectMissing(PermanentError):
     reason = "object_missing"
 

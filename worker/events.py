@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from worker.config import is_bucket_name
 from worker.errors import MalformedMessage
 
 __all__ = ["ObjectRef", "describe", "parse_body"]
@@ -127,8 +128,8 @@ def _parse_s3_record(record: object, path: str) -> ObjectRef | None:
     obj = _require_object(s3.get("object"), f"{path}.s3.object")
     raw_key = _require_str(obj.get("key"), f"{path}.s3.object.key")
     return ObjectRef(
-        bucket=_require_str(bucket.get("name"), f"{path}.s3.bucket.name"),
-        key=_decode_key(raw_key, f"{path}.s3.object.key"),
+        bucket=_bucket_name(bucket.get("name"), f"{path}.s3.bucket.name"),
+        key=_checked_key(_decode_key(raw_key, f"{path}.s3.object.key"), f"{path}.s3.object.key"),
         version_id=_optional_str(obj.get("versionId")),
         size=_optional_size(obj.get("size")),
         etag=_optional_etag(obj.get("eTag")),
@@ -167,12 +168,12 @@ def _parse_eventbridge(doc: dict[str, Any]) -> list[ObjectRef]:
     detail = _require_object(doc.get("detail"), "detail")
     bucket = _require_object(detail.get("bucket"), "detail.bucket")
     obj = _require_object(detail.get("object"), "detail.object")
-    key = _require_str(obj.get("key"), "detail.object.key")  # verbatim: EventBridge does not URL-encode
+    key = _checked_key(_require_str(obj.get("key"), "detail.object.key"), "detail.object.key")  # not URL-encoded
     # AWS documents "etag"; moto sends "eTag".
     etag = obj.get("etag", obj.get("eTag"))
     return [
         ObjectRef(
-            bucket=_require_str(bucket.get("name"), "detail.bucket.name"),
+            bucket=_bucket_name(bucket.get("name"), "detail.bucket.name"),
             key=key,
             version_id=_optional_str(obj.get("version-id")),
             size=_optional_size(obj.get("size")),
@@ -200,6 +201,20 @@ def _decode_key(raw: str, path: str) -> str:
         raise MalformedMessage(f"{path} is not valid percent-encoded UTF-8: {_excerpt(raw)}") from exc
     if not key:
         raise MalformedMessage(f"{path} decodes to an empty key")
+    return key
+
+
+def _bucket_name(value: object, path: str) -> str:
+    """A plain bucket name, never an ARN or an alias: botocore would build the endpoint host from those."""
+    name = _require_str(value, path)
+    if not is_bucket_name(name):
+        raise MalformedMessage(f"{path} is not an S3 bucket name: {_excerpt(name)}")
+    return name
+
+
+def _checked_key(key: str, path: str) -> str:
+    if len(key.encode()) > 1024:  # S3's limit: no such object can exist
+        raise MalformedMessage(f"{path} is longer than S3's 1024 bytes")
     return key
 
 

@@ -1,8 +1,12 @@
-"""Pure box geometry: non-maximum suppression, padding and clamping, EXIF orientation mapping."""
+"""Pure box geometry: non-maximum suppression, union of detections, padding and clamping, EXIF orientation mapping."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from worker.detect import Face
 
 
 def nms(boxes: np.ndarray, iou: float) -> np.ndarray:
@@ -95,3 +99,24 @@ def face_padding(size: float, small: float, large: float, lo: float = 64.0, hi: 
         return large
     t = (np.log(size) - np.log(lo)) / (np.log(hi) - np.log(lo))
     return float(small + (large - small) * t)
+
+
+def union(a: Sequence[Face], b: Sequence[Face], iou: float) -> list[Face]:
+    """Both lists' faces, overlapping pairs (IoU > iou) merged into the better-scoring one."""
+    faces = [*a, *b]
+    if not faces:
+        return []
+    rows = np.array([[f.x, f.y, f.x + f.w, f.y + f.h, f.score, i] for i, f in enumerate(faces)], dtype=np.float64)
+    return [faces[int(r[5])] for r in nms(rows, iou)]
+
+
+def overlaps(face: Face, others: Sequence[Face], iou: float) -> bool:
+    for o in others:
+        iw = min(face.x + face.w, o.x + o.w) - max(face.x, o.x)
+        ih = min(face.y + face.h, o.y + o.h) - max(face.y, o.y)
+        if iw <= 0 or ih <= 0:
+            continue
+        inter = iw * ih
+        if inter / max(face.w * face.h + o.w * o.h - inter, 1e-9) > iou:
+            return True
+    return False

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from worker.admission import MemoryBudget
 from worker.blur import blur_photo
 from worker.config import Settings
 from worker.detect import Detector
+from worker.errors import OutputConflict
 from worker.events import ObjectRef
 from worker.storage import Storage
 
@@ -25,15 +27,23 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def process_object(ref: ObjectRef, storage: Storage, detector: Detector, settings: Settings) -> Outcome:
+def process_object(
+    ref: ObjectRef, storage: Storage, detector: Detector, settings: Settings, budget: MemoryBudget | None = None
+) -> Outcome:
     start = time.perf_counter()
     output_key = storage.target.key_for(ref.key)
+    ref = storage.identify(ref)
     existing = storage.output_state(ref)
     if existing.same_source:
         return Outcome(ref, "skipped", output_key, timings={"total": time.perf_counter() - start})
+    if not existing.replaceable_by(ref):
+        raise OutputConflict(
+            f"s3://{storage.target.bucket}/{output_key} exists and was not made by this worker from "
+            f"s3://{ref.bucket}: it is not overwritten"
+        )
     data, etag = storage.fetch(ref)
     downloaded = time.perf_counter()
-    result = blur_photo(data, detector, settings)
+    result = blur_photo(data, detector, settings, budget)
     blurred = time.perf_counter()
     key = storage.store(
         ref,

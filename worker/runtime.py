@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from worker.config import Settings, from_env
+from worker.admission import BudgetTooSmall, MemoryBudget, check_fits, default_budget, memory_limit
+from worker.config import Settings, from_env, parse_bytes
 from worker.detect import Detector
 from worker.detect.local import LocalDetector
 from worker.imaging import magick
@@ -15,9 +16,27 @@ class StartupError(RuntimeError):
 
 def prepare_imaging(settings: Settings) -> None:
     magick.configure(settings.image)
-    if not magick.policy_active():
-        # Fail closed: without our policy ImageMagick would accept vector and script formats.
-        raise StartupError("the worker's ImageMagick policy is not in force (MAGICK_CONFIGURE_PATH points elsewhere?)")
+    problems = magick.policy_problems(settings.image)
+    if problems:
+        # Fail closed: without our whole policy ImageMagick would accept other formats or refuse valid photos.
+        raise StartupError(
+            "the worker's ImageMagick policy is not in force (MAGICK_CONFIGURE_PATH points elsewhere?): "
+            + "; ".join(problems[:5])
+        )
+
+
+def memory_budget(settings: Settings, metrics: Metrics | None = None) -> MemoryBudget:
+    """MEMORY_BUDGET, or from the task's memory; refuses to start when it cannot hold the largest allowed photo."""
+    image = settings.image
+    total = default_budget(memory_limit()) if image.memory_budget == "auto" else parse_bytes(image.memory_budget)
+    try:
+        check_fits(total, image.max_pixels, settings.service.max_object_bytes)
+    except BudgetTooSmall as exc:
+        raise StartupError(str(exc)) from None
+    if metrics is None:
+        return MemoryBudget(total)
+    metrics.memory_budget.set(total)
+    return MemoryBudget(total, on_change=metrics.memory_reserved.set, on_wait=metrics.memory_wait.observe)
 
 
 def build_detector(settings: Settings, metrics: Metrics | None = None) -> Detector:

@@ -20,7 +20,7 @@ from worker.config import Settings
 from worker.consumer.loop import Consumer
 from worker.consumer.policy import recursion_risk
 from worker.consumer.sqs import Queue
-from worker.runtime import StartupError, start
+from worker.runtime import StartupError, memory_budget, start
 from worker.storage import OutputTarget, Storage
 from worker.telemetry import logs
 from worker.telemetry.http import HealthServer
@@ -85,9 +85,9 @@ def check_recursion(s3: Any, settings: Settings, queue_arn: str) -> None:
     try:
         conf = s3.get_bucket_notification_configuration(Bucket=svc.output_bucket)
     except (ClientError, BotoCoreError) as exc:
-        if svc.output_bucket == svc.source_bucket and not svc.output_prefix:
+        if svc.output_bucket in settings.source_buckets and not svc.output_prefix:
             raise StartupError(
-                "OUTPUT_BUCKET equals SOURCE_BUCKET with no OUTPUT_PREFIX: every output would "
+                "OUTPUT_BUCKET is one of SOURCE_BUCKETS with no OUTPUT_PREFIX: every output would "
                 "trigger a new notification"
             ) from exc
         log.warning(
@@ -114,7 +114,7 @@ def build(settings: Settings, metrics: Metrics | None = None) -> Service:
     storage = Storage(
         s3, OutputTarget(svc.output_bucket, svc.output_prefix, sse, svc.sse_kms_key_id), svc.max_object_bytes
     )
-    consumer = Consumer(settings, detector, storage, source, dlq, metrics)
+    consumer = Consumer(settings, detector, storage, source, dlq, metrics, memory_budget(settings, metrics))
     http = None
     if svc.metrics_port:
         http = HealthServer(
@@ -137,7 +137,7 @@ def with_stack(settings: Settings, queue_url: str, output_bucket: str, source_bu
     return replace(
         settings,
         service=replace(
-            settings.service, queue_url=queue_url, output_bucket=output_bucket, source_bucket=source_bucket
+            settings.service, queue_url=queue_url, output_bucket=output_bucket, source_buckets=source_bucket
         ),
     )
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from worker import __version__
-from worker.errors import ImageTooLarge, ObjectMissing, TransientError
+from worker.errors import FaceblurError, ImageTooLarge, ObjectMissing, PermanentError, TransientError
 from worker.events import ObjectRef
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion", "NoSuchBucket"}
@@ -21,7 +21,13 @@ _WRITE_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "4
 class OutputState:
     etag: str | None  # the output's ETag; None = no output yet
     same_source: bool  # it was made from this very source version: a redelivery, nothing to do
-    write_id: str = ""  # the id of the PUT that wrote it
+    write_id: str = ""  # the id of the PUT that wrote it ("" = not written by this worker)
+    source_bucket: str = ""  # the bucket of the photo it was made from ("" = not recorded)
+
+    def replaceable_by(self, ref: ObjectRef) -> bool:
+        """Only an output this worker made from the same source bucket may be replaced by a newer version: never
+        an object someone else put there, never one made from another source bucket's photo of the same key."""
+        return self.etag is None or (bool(self.write_id) and self.source_bucket in ("", ref.bucket))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +45,9 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _transient(what: str, exc: Exception) -> TransientError:
+def _transient(what: str, exc: Exception) -> FaceblurError:
+    if isinstance(exc, ParamValidationError):  # a bucket or key botocore refuses to send: no retry changes it
+        return PermanentError(f"{what}: {exc}", reason="invalid_parameter")
     reason = "s3_error"
     if isinstance(exc, ClientError) and _code(exc) in {"AccessDenied", "403"}:
         # Also what S3 answers for a missing key when the role may not list the bucket: retried, then the DLQ.
@@ -99,7 +107,25 @@ class Storage:
         etags = {e for e in (ref.etag, fetched_etag) if e}
         version = ref.version_id if ref.version_id and ref.version_id != "null" else None
         same = meta.get("source-etag") in etags or (version is not None and meta.get("source-version") == version)
-        return OutputState(head.get("ETag"), same, meta.get("write-id", ""))
+        return OutputState(head.get("ETag"), same, meta.get("write-id", ""), meta.get("source-bucket", ""))
+
+    def identify(self, ref: ObjectRef) -> ObjectRef:
+        """The event's ref with the source's ETag and version when it named neither (EventBridge, hand-made
+        events): one HEAD of the source, so that a redelivery is recognised by the output HEAD that follows
+        instead of being downloaded, blurred and written again."""
+        if ref.etag or (ref.version_id and ref.version_id != "null"):
+            return ref
+        try:
+            head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} does not exist (deleted before processing?)") from exc
+            raise _transient(f"HEAD s3://{ref.bucket}/{ref.key}", exc) from exc
+        except BotoCoreError as exc:
+            raise _transient(f"HEAD s3://{ref.bucket}/{ref.key}", exc) from exc
+        self._check_size(int(head.get("ContentLength", 0)), ref)
+        etag = (head.get("ETag") or "").strip('"') or None
+        return replace(ref, etag=etag, version_id=head.get("VersionId") or ref.version_id)
 
     def store(
         self,
@@ -122,6 +148,7 @@ class Storage:
             extra["SSEKMSKeyId"] = self.target.kms_key_id
         extra.update({"IfMatch": replacing} if replacing else {"IfNoneMatch": "*"})
         metadata = {
+            "source-bucket": ref.bucket,
             "source-etag": etag or ref.etag or "",
             "source-version": ref.version_id or "",
             "faces": str(faces),

@@ -197,6 +197,7 @@ def test_run_against_an_unreachable_endpoint_says_so_in_one_line(tmp_path):
         **os.environ,
         "QUEUE_URL": "http://127.0.0.1:9/000000000000/q",
         "OUTPUT_BUCKET": "out",
+        "SOURCE_BUCKETS": "in-bucket",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the discard port: nothing listens
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.admission import MemoryBudget
 from worker.config import Settings
 from worker.consumer import policy
 from worker.consumer.sqs import Message, Queue
 from worker.detect import Detector
-from worker.errors import MalformedMessage
+from worker.errors import ForeignBucket, MalformedMessage
 from worker.events import describe, parse_body
 from worker.pipeline import Outcome, process_object
 from worker.storage import Storage
@@ -50,8 +51,10 @@ class Consumer:
         source: Queue,
         dlq: Queue | None,
         metrics: Metrics | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget
         self.svc = settings.service
         self.detector = detector
         self.storage = storage
@@ -180,10 +183,14 @@ class Consumer:
                 log.warning("ignored our own output", **describe(ref))
                 continue
             try:
+                if ref.bucket not in self.settings.source_buckets:
+                    # A confused deputy otherwise: the event, not the operator, would choose what we read and
+                    # publish. Refused before any S3 call.
+                    raise ForeignBucket(f"bucket {ref.bucket!r} is not one of SOURCE_BUCKETS")
                 # The same object twice in flight (a duplicate notification in one batch): the second waits, then
                 # its idempotency check finds the first one's output.
                 with self._key_locks.hold((ref.bucket, ref.key, ref.version_id, ref.etag)):
-                    outcome = process_object(ref, self.storage, self.detector, self.settings)
+                    outcome = process_object(ref, self.storage, self.detector, self.settings, self.budget)
             except Exception as exc:
                 action, reason = policy.classify(exc)
                 self.metrics.photos.labels("failed").inc()

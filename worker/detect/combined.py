@@ -7,7 +7,7 @@ A face either detector finds is blurred. Faces found by only one of them are cou
 from __future__ import annotations
 
 from worker.detect import Detector, Face, Frame
-from worker.detect.rekognition import overlaps, union
+from worker.geometry import overlaps, union
 from worker.telemetry.metrics import Metrics
 
 

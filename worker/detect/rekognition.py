@@ -45,7 +45,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_befo
 from worker.config import Settings
 from worker.detect import Detector, Face, Frame
 from worker.errors import DetectionFailed, PermanentError
-from worker.geometry import nms, orient_box
+from worker.geometry import orient_box, union
 from worker.imaging.magick import Image, magick_errors
 from worker.ratelimit import TokenBucket, shared
 from worker.telemetry import logs
@@ -126,16 +126,8 @@ class Request:
 
 
 def build_request(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
-    source = getattr(frame, "source", b"")
-    coder = getattr(frame, "coder", "")
-    stored = tuple(getattr(frame, "stored_size", (0, 0)))
-    orientation = int(getattr(frame, "orientation", 1) or 1)
-    if source and coder in ("jpeg", "png") and len(source) <= MAX_BYTES and min(stored) >= MIN_SIDE:
-        if coder == "jpeg":
-            # Rekognition applies a JPEG's Exif orientation itself: the ratios are of the upright image.
-            return Request(bytes(source), frame.size, 1, "original")
-        # PNG: not corrected by Rekognition, so the ratios are of the stored pixels.
-        return Request(bytes(source), (int(stored[0]), int(stored[1])), orientation, "original")
+    """Always the visible image, re-encoded: the uploaded file may hold what a viewer never sees (pixels under
+    transparency, bits below 8, a colour profile Rekognition would not apply), and its bytes must not decide."""
     return reencode(frame, long_side)
 
 
@@ -180,27 +172,6 @@ def faces_from_response(details: Sequence[Mapping[str, Any]], request: Request) 
             score = min(max(float(d.get("Confidence", 100.0)) / 100.0, 0.0), 1.0)
             faces.append(Face(*box, score=score, source="rekognition"))
     return faces
-
-
-def union(a: Sequence[Face], b: Sequence[Face], iou: float) -> list[Face]:
-    """Both lists' faces, overlapping pairs (IoU > iou) merged into the better-scoring one."""
-    faces = [*a, *b]
-    if not faces:
-        return []
-    rows = np.array([[f.x, f.y, f.x + f.w, f.y + f.h, f.score, i] for i, f in enumerate(faces)], dtype=np.float64)
-    return [faces[int(r[5])] for r in nms(rows, iou)]
-
-
-def overlaps(face: Face, others: Sequence[Face], iou: float) -> bool:
-    for o in others:
-        iw = min(face.x + face.w, o.x + o.w) - max(face.x, o.x)
-        ih = min(face.y + face.h, o.y + o.h) - max(face.y, o.y)
-        if iw <= 0 or ih <= 0:
-            continue
-        inter = iw * ih
-        if inter / max(face.w * face.h + o.w * o.h - inter, 1e-9) > iou:
-            return True
-    return False
 
 
 # -- the client -------------------------------------------------------------------------------------------------------

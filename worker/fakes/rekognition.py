@@ -201,9 +201,10 @@ class FakeRekognition:
             if min(header.width, header.height) < MIN_SIDE:
                 raise Refused("InvalidParameterException", "Request has invalid parameters")
             with codec.decode(data, header) as photo:
-                faces = self._local().detect(photo)
+                (view,) = photo.views() if not photo.has_alpha else photo.views()[:1]
+                faces = self._local().detect(view)
                 upright_w, upright_h = photo.size
-                orientation = photo.orientation
+                orientation = header.orientation
         except FaceblurError as exc:
             raise Refused("InvalidImageFormatException", "Request has invalid image format") from exc
         out = []

@@ -1,7 +1,10 @@
-"""Decode and encode photos: magic-byte sniffing, header guard, EXIF orientation, metadata removal.
+"""Decode and encode photos: the visible image in, and nothing but the visible image out.
 
-The coder is always named explicitly from the sniffed magic bytes, so ImageMagick never guesses a format
-from content (an SVG or MVG payload named .jpg is refused before the library sees it).
+The decoder only ever sees the container rebuilt by `container.inspect` (pixel data, no metadata), with its coder
+named explicitly. `decode` then makes the visible image, what a viewer shows and what detection looks at:
+upright (EXIF orientation), colour-managed (`icc`: converted to Display P3 unless the profile already renders as
+sRGB or P3), 8 bits per channel, and with colour quantised to what alpha lets through (`normalise_alpha`). `encode`
+writes exactly those pixels, alpha, and at most our own P3 profile: nothing a viewer does not see leaves.
 """
 
 from __future__ import annotations
@@ -14,97 +17,44 @@ import numpy as np
 from wand.api import library
 
 from worker.config import ImageSettings
-from worker.errors import CorruptImage, ImageTooLarge, NotAnImage, UnsupportedImage
-from worker.imaging import exif
-from worker.imaging.magick import Image, decode_warning, magick_errors
+from worker.errors import CorruptImage, UnsupportedImage
+from worker.imaging import icc
+from worker.imaging.container import Inspection, Limits, inspect, sniff
+from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
-# magic prefix -> ImageMagick coder
-_MAGIC: list[tuple[bytes, str]] = [
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-]
-_OTHER_IMAGES: list[tuple[bytes, str]] = [
-    (b"GIF8", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"BM", "BMP"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"8BPS", "PSD"),
-    (b"%PDF", "PDF"),
-    (b"%!PS", "PostScript"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
-]
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+MAX_JPEG_SCANS = 64  # progressive JPEGs have about 10; each scan is a full pass over the image
+Header = Inspection
+__all__ = ["Header", "Photo", "decode", "encode", "read_header", "sniff"]
 
 
-def sniff(data: bytes) -> str:
-    """The coder for `data` ('jpeg', 'png' or 'webp') or a clear error."""
-    if not data:
-        raise NotAnImage("empty file (0 bytes)")
-    for magic, coder in _MAGIC:
-        if data.startswith(magic):
-            return coder
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        raise UnsupportedImage("HEIF/AVIF images are not supported (JPEG, PNG and WebP are)")
-    for magic, name in _OTHER_IMAGES:
-        if data.startswith(magic):
-            raise UnsupportedImage(f"{name} images are not supported (JPEG, PNG and WebP are)")
-    head = data[:256].lstrip().lower()
-    if head.startswith((b"<?xml", b"<svg", b"<!doctype svg")) or b"<svg" in head:
-        raise UnsupportedImage("SVG/XML content is not accepted")
-    if head.startswith((b"push graphic-context", b"viewbox")):
-        raise UnsupportedImage("MVG (ImageMagick vector) content is not accepted")
-    raise NotAnImage("not an image: no JPEG, PNG or WebP signature")
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    coder: str
-    width: int
-    height: int
-
-
-def read_header(data: bytes, settings: ImageSettings) -> Header:
-    """Sniff, then read only the header (`ping`) and refuse oversize images before any pixel is decoded."""
-    coder = sniff(data)
-    with magick_errors(f"reading the {coder.upper()} header"), Image.ping(blob=data, format=coder) as img:
-        width, height = img.size
-    if width <= 0 or height <= 0:
-        raise CorruptImage(f"{coder.upper()} header declares an empty image ({width}x{height})")
-    if width > settings.max_side or height > settings.max_side or width * height > settings.max_pixels:
-        raise ImageTooLarge(
-            f"image is {width}x{height} ({width * height / 1e6:.1f} MP); the limit is "
-            f"{settings.max_pixels / 1e6:.0f} MP and {settings.max_side} px a side (MAX_PIXELS, MAX_SIDE)"
-        )
-    return Header(coder, width, height)
+def read_header(data: bytes, settings: ImageSettings) -> Inspection:
+    """Sniff and read the container (no pixels decoded): refuses bombs of every kind before any decoder runs."""
+    limits = Limits(settings.max_pixels, settings.max_side, settings.max_metadata_bytes, MAX_JPEG_SCANS)
+    return inspect(data, limits)
 
 
 @dataclass(slots=True)
 class Photo:
-    """A decoded, upright photo with private metadata removed. Owns its Wand image: use as a context."""
+    """A decoded, visible photo (see the module docstring). Owns its Wand image: use as a context."""
 
     image: Image
     coder: str
     source_quality: int
     sampling_factor: str | None
     has_alpha: bool
-    _arrays: dict[tuple[int, float], tuple[np.ndarray, float]] = field(default_factory=dict)
+    profile: str | None = None  # 'p3' when the pixels are Display P3; None = sRGB
+    # Detector inputs by (long side, upscale, background), each with its scale back to full resolution.
+    _arrays: dict[tuple[int, float, str], tuple[np.ndarray, float]] = field(default_factory=dict)
+    _shrunk: dict[str, Image] = field(default_factory=dict)  # per background: the last detector copy
     input_seconds: float = 0.0  # time spent making detector inputs, reported as its own stage
-    _shrunk: Image | None = None  # the last detector copy, alpha already flattened
-    # What a remote detector (Rekognition) needs to send the original file instead of a re-encoded copy: the
-    # encoded bytes as received, the EXIF orientation they carry (1 = none) and their stored (pre-rotation) size.
-    source: bytes = field(default=b"", repr=False)
-    orientation: int = 1
-    stored_size: tuple[int, int] = (0, 0)
 
     def __enter__(self) -> Photo:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._shrunk is not None:
-            self._shrunk.close()
+        for img in self._shrunk.values():
+            img.close()
         self.image.close()
 
     @property
@@ -112,9 +62,15 @@ class Photo:
         w, h = self.image.size
         return int(w), int(h)
 
-    def rgb(self, long_side: int, max_upscale: float) -> tuple[np.ndarray, float]:
-        """Detector input: an RGB copy with the given long side (box-filtered when shrinking)."""
-        key = (long_side, max_upscale)
+    def views(self) -> list[View]:
+        """What detection looks at. A photo with transparency is seen as a viewer would show it on a white and on
+        a black page: a face drawn with alpha alone is visible on at least one of them."""
+        return [View(self, "white"), View(self, "black")] if self.has_alpha else [View(self, "")]
+
+    def rgb(self, long_side: int, max_upscale: float, background: str = "") -> tuple[np.ndarray, float]:
+        """Detector input: an RGB copy with the given long side (box-filtered when shrinking), transparency
+        composited onto `background`."""
+        key = (long_side, max_upscale, background)
         if key not in self._arrays:
             start = time.perf_counter()
             w, h = self.size
@@ -122,11 +78,11 @@ class Photo:
             tw, th = max(1, round(w * scale)), max(1, round(h * scale))
             # Shrink from the smallest copy already made that is still at least as large: the fine pass's copy
             # serves the coarse and rotated passes at a fraction of the cost of shrinking the full image again.
-            base = self._shrunk if self._shrunk is not None and self._shrunk.width >= tw else self.image
+            last = self._shrunk.get(background)
+            base = last if last is not None and last.width >= tw else self.image
             small = base.clone()
             if base is self.image and self.has_alpha:
-                # What is transparent shows as mid grey, as a viewer on a neutral background would see it.
-                small.background_color = "gray50"
+                small.background_color = background or "gray50"
                 small.alpha_channel = "remove"
             if small.size != (tw, th):
                 if tw < small.width:
@@ -134,16 +90,31 @@ class Photo:
                 else:
                     small.resize(tw, th, filter="triangle")
             self._arrays[key] = (export_rgb(small), w / tw)
-            if self._shrunk is not None:
-                self._shrunk.close()
-            self._shrunk = small
+            if last is not None:
+                last.close()
+            self._shrunk[background] = small
             self.input_seconds += time.perf_counter() - start
         return self._arrays[key]
 
     def shrunk_copies(self) -> list[np.ndarray]:
-        """The detector inputs made so far: uint8 RGB of the whole upright photo, box-shrunk (alpha flattened onto
-        grey). Redaction takes large regions' cell means from them instead of reading the pixels back."""
-        return [rgb for rgb, _ in self._arrays.values()]
+        """The detector inputs made so far of an opaque photo: uint8 RGB of the whole upright photo, box-shrunk.
+        Redaction takes large regions' cell means from them instead of reading the pixels back."""
+        return [] if self.has_alpha else [rgb for rgb, _ in self._arrays.values()]
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A Frame: the photo on one background (the detectors' input)."""
+
+    photo: Photo
+    background: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.photo.size
+
+    def rgb(self, long_side: int, max_upscale: float) -> tuple[np.ndarray, float]:
+        return self.photo.rgb(long_side, max_upscale, self.background)
 
 
 def export_rgb(img: Image) -> np.ndarray:
@@ -168,32 +139,19 @@ ORIENTATIONS = (
     "right_bottom",
     "left_bottom",
 )  # index = EXIF value
-# Chunks the PNG encoder must not write: no timestamps, no colour-management leftovers from the input other than
-# the ICC profile we put back. (strip() excludes iCCP too, which would drop the profile we keep.)
-PNG_EXCLUDED_CHUNKS = "bKGD,caNv,cHRM,eXIf,gAMA,pHYs,date,time"
+# Chunks the PNG encoder must not write: no timestamps, no colour-management chunks (the profile is ours or none).
+PNG_EXCLUDED_CHUNKS = "bKGD,caNv,cHRM,eXIf,gAMA,pHYs,sRGB,date,time"
+STRIP_ROWS_PIXELS = 1 << 20  # alpha is normalised this many pixels at a time (bounded memory)
 
 
-def _orient(img: Image, coder: str, data: bytes) -> int:
-    """Make the pixels upright. ImageMagick 6 reads the Orientation tag of JPEGs only; for PNG (eXIf chunk) and
-    WebP (EXIF chunk) it is read here, as viewers and browsers honour it there too. Returns the EXIF value applied
-    (1 = none)."""
-    if coder != "jpeg" and img.orientation in ("undefined", "top_left"):
-        raw = img.profiles.get("exif") or (exif.png_exif(data) if coder == "png" else None)
-        value = exif.orientation(bytes(raw)) if raw else None
-        if value and value != 1:
-            img.orientation = ORIENTATIONS[value]
-    applied = ORIENTATIONS.index(img.orientation) if img.orientation in ORIENTATIONS else 1
-    img.auto_orient()
-    return applied or 1
-
-
-def decode(data: bytes, header: Header) -> Photo:
-    """Full decode, upright (all 8 EXIF orientations), sRGB, metadata stripped except the ICC profile."""
+def decode(data: bytes, header: Inspection) -> Photo:
+    """The visible image of the container `header` describes (read from `header.clean`; `data` is not used
+    again). Upright, colour-managed, 8-bit, alpha-normalised, without metadata."""
     what = f"decoding the {header.coder.upper()} image"
     img = Image()
     try:
         with magick_errors(what):
-            img.read(blob=data, format=header.coder)
+            img.read(blob=header.clean, format=header.coder)
             if len(img.sequence) > 1:
                 # Only the current frame would be blurred; refusing is safer than publishing the others.
                 raise UnsupportedImage(f"{what}: animated images ({len(img.sequence)} frames) are not supported")
@@ -204,40 +162,75 @@ def decode(data: bytes, header: Header) -> Photo:
                 raise CorruptImage(f"{what}: truncated or corrupt ({problem})")
             quality = int(img.compression_quality or 0)
             sampling = img.metadata.get("jpeg:sampling-factor") if header.coder == "jpeg" else None
-            orientation = _orient(img, header.coder, data)
-            icc = img.profiles.get("icc")
-            if img.colorspace == "cmyk":
-                # CMYK JPEGs (print workflows) become sRGB: their CMYK ICC profile no longer applies.
-                img.transform_colorspace("srgb")
-                icc = None
-            # Removes EXIF (GPS, thumbnail, camera serials), XMP (incl. face-region names), IPTC, comments.
+            img.orientation = ORIENTATIONS[header.orientation]
+            img.auto_orient()
+            profile = _manage_colour(img, header)
+            img.depth = 8  # written at 8 bits, what displays show: bits below could carry a second picture
             img.strip()
-            # strip() leaves some text properties behind (PNG tEXt keys such as Author): drop them too.
             for key in [k for k in img.metadata if not k.startswith(("png:", "jpeg:"))]:
                 del img.metadata[key]
-            if icc:
-                img.profiles["icc"] = icc
             has_alpha = bool(img.alpha_channel)
+            if has_alpha:
+                normalise_alpha(img)
     except BaseException:
         img.close()
         raise
-    return Photo(
-        img,
-        header.coder,
-        quality,
-        sampling,
-        has_alpha,
-        source=data,
-        orientation=orientation,
-        stored_size=(header.width, header.height),
-    )
+    return Photo(img, header.coder, quality, sampling, has_alpha, profile)
+
+
+def _manage_colour(img: Image, header: Inspection) -> str | None:
+    """Make the pixels what a colour-managed viewer shows; returns the output profile ('p3' or None = sRGB)."""
+    source = header.icc
+    gamma = header.gamma if header.coder == "png" and not header.srgb else None
+    if source is None and gamma and not icc.png_gamma_is_srgb(gamma, header.chromaticities):
+        source = icc.gamma_profile(gamma, header.chromaticities)
+    if source is None:
+        if img.colorspace == "cmyk":  # print-workflow JPEG without a profile: the usual naive conversion
+            img.transform_colorspace("srgb")
+        return None
+    known = icc.colour_space(source) if img.colorspace != "cmyk" else None
+    if known is not None:
+        return None if known == "srgb" else known
+    # Unknown or suspicious: render through it, as a viewer would. A profile LittleCMS cannot use is what most
+    # viewers ignore too: the pixels are then taken as they are (and the profile is not written).
+    if apply_profile(img, source, icc.canonical("p3")):
+        return "p3"
+    if img.colorspace == "cmyk":
+        img.transform_colorspace("srgb")
+    return None
+
+
+def normalise_alpha(img: Image) -> None:
+    """Colour quantised to what alpha lets a viewer see: a pixel of alpha a keeps only round(c * a / 255)
+    (premultiplied, 8-bit), stored back as the colour that renders to it. Transparent pixels become black, and
+    at alpha a each channel takes at most a + 1 values: nothing hidden under transparency survives."""
+    w, h = img.size
+    step = max(1, STRIP_ROWS_PIXELS // w)
+    for y in range(0, h, step):
+        rows = min(step, h - y)
+        px = np.empty((rows, w, 4), np.uint8)
+        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, b"RGBA", 1, px.ctypes.data):
+            img.raise_exception()
+            raise CorruptImage("could not read pixels")
+        a = px[:, :, 3:].astype(np.uint32)
+        shown = (px[:, :, :3] * a + 127) // 255
+        px[:, :, :3] = np.where(a > 0, (shown * 255 + a // 2) // np.maximum(a, 1), 0)
+        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, b"RGBA", 1, px.ctypes.data):
+            img.raise_exception()
+            raise CorruptImage("could not write pixels")
 
 
 def encode(photo: Photo, settings: ImageSettings) -> bytes:
     """Write the input's format: JPEG at about the input's quality with its chroma subsampling; PNG stays PNG."""
     img = photo.image
     with magick_errors("encoding the output"):
+        if photo.has_alpha:
+            normalise_alpha(img)  # redaction wrote new colours: quantise them like the rest
+        img.strip()
+        if photo.profile:
+            img.profiles["icc"] = icc.canonical(photo.profile)
         img.format = photo.coder
+        img.depth = 8
         if photo.coder == "jpeg":
             q = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
             img.compression_quality = q

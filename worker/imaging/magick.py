@@ -28,10 +28,11 @@ atexit.register(shutil.rmtree, _private_tmp, True)
 
 import wand.exceptions as wand_exc  # noqa: E402  (must follow the environment set-up above)
 import wand.resource  # noqa: E402
+import wand.version  # noqa: E402
 from wand.api import libmagick, library  # noqa: E402
 from wand.image import Image  # noqa: E402
 
-from worker.errors import CorruptImage, ImageTooLarge, PermanentError, UnsupportedImage  # noqa: E402
+from worker.errors import CorruptImage, PermanentError, ResourcesExhausted, UnsupportedImage  # noqa: E402
 
 __all__ = ["Image", "configure", "magick_errors"]
 
@@ -46,6 +47,10 @@ libmagick.AcquireExceptionInfo.restype = ctypes.c_void_p
 libmagick.GetImageException.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 libmagick.DestroyExceptionInfo.argtypes = [ctypes.c_void_p]
 libmagick.DestroyExceptionInfo.restype = ctypes.c_void_p
+libmagick.IsRightsAuthorized.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p]
+libmagick.IsRightsAuthorized.restype = ctypes.c_int
+library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+library.MagickProfileImage.restype = ctypes.c_int
 
 
 class _ExceptionInfo(ctypes.Structure):  # the leading fields of MagickCore's ExceptionInfo
@@ -61,12 +66,12 @@ def configure(settings: ImageSettings) -> None:
     """Explicit limits, whatever the system policy says: an image over them fails fast instead of
     exhausting the task's memory."""
     limits = wand.resource.limits
-    # Twice our own limit: the header is pinged first and refused by read_header with a clear message; at
-    # exactly MAX_SIDE ImageMagick would fail the ping itself with an anonymous error.
-    limits["width"] = min(2 * settings.max_side, 2**16)
-    limits["height"] = min(2 * settings.max_side, 2**16)
+    # Never below our own: container.inspect refuses larger images with a clear message before decoding (a
+    # policy can only lower these; policy_problems() then refuses to start).
+    limits["width"] = max(limits["width"], settings.max_side)
+    limits["height"] = max(limits["height"], settings.max_side)
     # area: pixels held in the pixel cache at once (the full image plus working copies).
-    limits["area"] = settings.max_pixels * 2
+    limits["area"] = max(limits["area"], settings.max_pixels * 2)
     limits["memory"] = parse_bytes(settings.memory_limit)
     limits["map"] = parse_bytes(settings.map_limit)
     limits["disk"] = parse_bytes(settings.disk_limit)
@@ -96,15 +101,59 @@ def decode_warning(img: Image) -> str | None:
         libmagick.DestroyExceptionInfo(info)
 
 
-def policy_active() -> bool:
-    """True when our policy is in force: the MVG coder must be refused."""
+# MagickCore's PolicyDomain and PolicyRights values.
+_CODER, _DELEGATE, _PATH = 1, 2, 4
+_READ, _WRITE, _EXECUTE = 1, 2, 4
+# The coders the worker reads and writes (and the raw formats used for pixel transfer); every other one must be
+# refused by the policy in force.
+ALLOWED_CODERS = frozenset({"JPEG", "JPG", "PNG", "PNG8", "PNG24", "PNG32", "PNG48", "PNG64", "PNG00", "WEBP"})
+ALLOWED_CODERS |= {"RGB", "RGBA", "GRAY"}
+
+
+def policy_problems(settings: ImageSettings) -> list[str]:
+    """Why the policy and limits in force are not ours (empty when they are): every coder but ours refused, no
+    delegates, no @file paths, an MVG payload refused for real, and resource limits that let every image under
+    MAX_SIDE / MAX_PIXELS through (a stricter policy elsewhere would cap them and refuse valid photos)."""
+    problems = []
+    allowed = libmagick.IsRightsAuthorized
+    for fmt in wand.version.formats("*"):
+        name = fmt.upper().encode()
+        ours = fmt.upper() in ALLOWED_CODERS
+        if not ours and (allowed(_CODER, _READ, name) or allowed(_CODER, _WRITE, name)):
+            problems.append(f"coder {fmt} is not refused")
+        if ours and fmt.upper() in {"JPEG", "PNG", "WEBP"} and not allowed(_CODER, _READ | _WRITE, name):
+            problems.append(f"coder {fmt} is refused (the worker needs it)")
+    if any(allowed(_DELEGATE, rights, b"*") for rights in (_READ, _WRITE, _EXECUTE)):
+        problems.append("delegates (external programs) are not refused")
+    if allowed(_PATH, _READ, b"@*"):
+        problems.append("@file paths are not refused")
     try:
         with Image(blob=b"viewbox 0 0 1 1\n", format="mvg"):
-            return False
+            problems.append("an MVG payload was decoded")
     except wand_exc.PolicyError:
-        return True
+        pass
+    except wand_exc.WandException as exc:
+        problems.append(f"an MVG payload failed other than by policy ({_short(exc)})")
+    limits = wand.resource.limits
+    for name, needed in (("width", settings.max_side), ("height", settings.max_side), ("area", settings.max_pixels)):
+        if limits[name] < needed:
+            problems.append(f"the {name} limit in force ({limits[name]}) is below what MAX_SIDE/MAX_PIXELS allow")
+    return problems
+
+
+def apply_profile(img: Image, source: bytes, target: bytes) -> bool:
+    """Convert the pixels from the colour profile `source` to `target` (LittleCMS), leaving `target` attached.
+    False, with the image untouched and no profile attached, when the library cannot use `source`."""
+    try:
+        img.profiles["icc"] = source
+        if library.MagickProfileImage(img.wand, b"icc", target, len(target)):
+            return True
     except wand_exc.WandException:
-        return False
+        pass
+    library.MagickClearException(img.wand)
+    if "icc" in img.profiles:
+        del img.profiles["icc"]
+    return False
 
 
 @contextmanager
@@ -114,8 +163,10 @@ def magick_errors(what: str) -> Iterator[None]:
         yield
     except PermanentError:
         raise
-    except wand_exc.ResourceLimitError as exc:
-        raise ImageTooLarge(f"{what}: image exceeds a resource limit ({_short(exc)})") from exc
+    except (wand_exc.ResourceLimitError, wand_exc.CacheError) as exc:
+        # Admission keeps photos within the memory budget, and sizes were checked against the limits before
+        # decoding: running out now is the process's state, not the photo's fault. Retried, never dead-lettered.
+        raise ResourcesExhausted(f"{what}: ImageMagick ran out of resources ({_short(exc)})") from exc
     except wand_exc.PolicyError as exc:
         raise UnsupportedImage(f"{what}: format refused by the security policy ({_short(exc)})") from exc
     except (wand_exc.MissingDelegateError, wand_exc.MissingDelegateWarning) as exc:

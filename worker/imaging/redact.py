@@ -5,8 +5,8 @@ with wide Gaussian weights, then written into the image. Both steps are a few sm
 pixels are an h x (w * channels) matrix, which averaging and spreading along y multiply on the left (the only
 products as large as the region); along x only arrays of a few cell rows remain. What survives is at most
 cells x cells colours, so the face cannot be recovered.
-Pixelate: at most 8 blocks across. Solid: the region's mean colour. Only colour channels are written: alpha
-stays exactly as it was.
+Pixelate: at most 8 blocks across. Solid: the region's mean colour. With transparency, alpha is treated as a fourth
+channel (a face can be drawn in alpha alone); the encoder then quantises colour to what alpha lets through.
 
 Where the time goes, and how it is kept small (an ImageMagick resize back up costs ~60 ns a pixel, a
 full-resolution Gaussian with a large sigma seconds):
@@ -177,6 +177,10 @@ def ellipse_alpha(w: int, h: int, rows: slice = slice(None)) -> np.ndarray:
     return np.clip((1.0 - r) / 0.15, 0.0, 1.0)[:, :, None]
 
 
+# Channels -> (read layout, write layout). Grey: read as red, written as I (red, green and blue alike).
+_LAYOUTS = {1: (b"R", b"I"), 3: (b"RGB", b"RGB"), 4: (b"RGBA", b"RGBA")}
+
+
 @dataclass(frozen=True, slots=True)
 class _Canvas:
     """The image's colour channels as uint16: R, G and B, or for a greyscale image its one grey channel, read
@@ -190,7 +194,7 @@ class _Canvas:
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """(h, w, channels) uint16."""
         out = np.empty((h, w, self.channels), np.uint16)
-        layout = b"RGB" if self.channels == 3 else b"R"
+        layout = _LAYOUTS[self.channels][0]
         if not library.MagickExportImagePixels(self.img.wand, x, y, w, h, layout, _SHORT_PIXEL, out.ctypes.data):
             self.img.raise_exception()
             raise CorruptImage("could not read pixels back")
@@ -200,7 +204,7 @@ class _Canvas:
         """Write (h, w, channels) uint16 at (x, y)."""
         h, w = pixels.shape[:2]
         data = np.ascontiguousarray(pixels, dtype=np.uint16)
-        layout = b"RGB" if self.channels == 3 else b"I"  # I sets red, green and blue alike
+        layout = _LAYOUTS[self.channels][1]
         if not library.MagickImportImagePixels(self.img.wand, x, y, w, h, layout, _SHORT_PIXEL, data.ctypes.data):
             self.img.raise_exception()
             raise CorruptImage("could not write blurred pixels")
@@ -215,7 +219,8 @@ def redact(photo: Photo, faces: list[Face], settings: RedactSettings) -> int:
     most = {"blur": settings.cells, "pixelate": settings.blocks, "solid": 1}[settings.mode]  # cells across
     ellipse = settings.shape == "ellipse"
     with magick_errors("blurring faces"):
-        canvas = _Canvas(photo.image, 1 if photo.image.colorspace == "gray" else 3)
+        # With transparency, alpha is redacted too: a face drawn in alpha alone shows on a white page.
+        canvas = _Canvas(photo.image, 4 if photo.has_alpha else 1 if photo.image.colorspace == "gray" else 3)
         bounds = _batch_bounds(boxes)
         if bounds is not None:
             _redact_batch(canvas, bounds, boxes, settings.mode, most, ellipse)

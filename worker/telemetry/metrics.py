@@ -87,6 +87,22 @@ class Metrics:
             ["detector"],
             registry=r,
         )
+        self.memory_budget = Gauge(
+            "faceblur_memory_budget_bytes",
+            "Memory that photos in work may reserve together (MEMORY_BUDGET)",
+            registry=r,
+        )
+        self.memory_reserved = Gauge(
+            "faceblur_memory_reserved_bytes",
+            "Memory reserved by photos in work now (estimated from headers)",
+            registry=r,
+        )
+        self.memory_wait = Histogram(
+            "faceblur_memory_wait_seconds",
+            "Time a photo waited for memory before decoding",
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
         self.single_detector_faces = Counter(
             "faceblur_faces_single_detector_total",
             "DETECTOR=both: faces found by only one of the detectors, by that detector",
