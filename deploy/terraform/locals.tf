@@ -44,8 +44,8 @@ locals {
     AWS_REGION             = var.aws_region
     QUEUE_URL              = aws_sqs_queue.jobs.url
     DLQ_URL                = aws_sqs_queue.dlq.url
-    SOURCE_BUCKET          = aws_s3_bucket.source.bucket
-    OUTPUT_BUCKET          = aws_s3_bucket.output.bucket
+    SOURCE_BUCKET          = aws_s3_bucket.this["source"].bucket
+    OUTPUT_BUCKET          = aws_s3_bucket.this["output"].bucket
     OUTPUT_PREFIX          = var.output_prefix
     WORKER_CONCURRENCY     = tostring(var.worker_concurrency)
     METRICS_PORT           = tostring(var.metrics_port)

@@ -1,11 +1,11 @@
 output "source_bucket_name" {
   description = "Bucket to upload photos to (each new object becomes a job)."
-  value       = aws_s3_bucket.source.bucket
+  value       = aws_s3_bucket.this["source"].bucket
 }
 
 output "output_bucket_name" {
   description = "Bucket the worker writes blurred photos to, under the same key (after output_prefix)."
-  value       = aws_s3_bucket.output.bucket
+  value       = aws_s3_bucket.this["output"].bucket
 }
 
 output "queue_url" {

@@ -64,6 +64,7 @@ class Config:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[dict[str, Any]] = field(default_factory=list)
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
         assert name in self.resources.get(rtype, {}), f"resource {rtype}.{name} is not declared"
@@ -109,6 +110,7 @@ def build_config(documents: list[dict[str, Any]]) -> Config:
         for item in doc.get("module", []):
             cfg.modules.update(item)
         cfg.terraform.extend(doc.get("terraform", []))
+        cfg.moved.extend(doc.get("moved", []))
     return cfg
 
 
@@ -306,6 +308,14 @@ REFERENCE_PATTERNS = {
 }
 
 
+MOVED_FROM = re.compile(r"(\bmoved\s*\{[^{}]*?)\bfrom(\s*=\s*)([^\n]*)")
+
+
+def without_moved_sources(code: str) -> str:
+    """Blank the `from` address of each `moved` block: it names what the configuration no longer declares."""
+    return MOVED_FROM.sub(lambda m: m.group(1) + " " * len("from") + m.group(2) + " " * len(m.group(3)), code)
+
+
 def dangling_references(
     files: dict[str, str], declared: Config | None = None, provider_prefixes: tuple[str, ...] = ("aws",)
 ) -> list[str]:
@@ -315,7 +325,7 @@ def dangling_references(
     resource_pattern = re.compile(rf"(?<![\w.])((?:{'|'.join(provider_prefixes)})_[A-Za-z0-9_]+)\.([A-Za-z_][\w-]*)")
     problems = []
     for filename, text in files.items():
-        code = code_only(text)
+        code = without_moved_sources(code_only(text))
 
         def where(offset: int, fname: str = filename, code: str = code) -> str:
             return f"{fname}:{code.count(chr(10), 0, offset) + 1}"
@@ -375,6 +385,32 @@ resource "aws_sqs_queue" "jobs" {
     ]
 
 
+def test_reference_check_ignores_only_the_source_of_a_move() -> None:
+    snippet = """
+resource "aws_s3_bucket" "this" {
+  for_each = {}
+}
+
+moved {
+  from = aws_s3_bucket.old
+  to   = aws_s3_bucket.this["a"]
+}
+
+moved {
+  from = aws_s3_bucket.gone
+  to   = aws_s3_bucket.thsi["b"]
+}
+
+output "x" {
+  value = aws_s3_bucket.old.id
+}
+"""
+    assert sorted(dangling_references({"moved.tf": snippet})) == [
+        "moved.tf:13: aws_s3_bucket.thsi",
+        "moved.tf:17: aws_s3_bucket.old",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Variables, outputs, example
 # ---------------------------------------------------------------------------------------------------------
@@ -422,23 +458,81 @@ def test_example_tfvars_sets_only_declared_and_all_required_variables(cfg: Confi
 # ---------------------------------------------------------------------------------------------------------
 
 
+BUCKETS = ("source", "output")
+BUCKET_HARDENING = (
+    "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_policy",
+)
+
+
+def for_each_keys(cfg: Config, body: dict[str, Any], flags: dict[str, bool] | None = None) -> set[str]:
+    """Instance keys of a resource or data source that iterates local.buckets, optionally filtered by a
+    condition whose value is given in flags (e.g. {"var.enable_versioning": True})."""
+    expression = body.get("for_each")
+    assert expression, "not a for_each"
+    keys = set(cfg.local("buckets"))
+    if expression == "${local.buckets}":
+        return keys
+    match = re.fullmatch(r"\$\{\{for (\w+), (\w+) in local\.buckets : \1 => \2 if (.+)\}\}", expression)
+    assert match, f"for_each must be local.buckets or a filter of it, not {expression!r}"
+    condition = match.group(3).strip()
+    assert flags is not None, f"for_each is conditional ({condition!r}): give its value"
+    assert condition in flags, f"unexpected for_each condition {condition!r}"
+    return keys if flags[condition] else set()
+
+
+def at(expression: str, key: str) -> str:
+    """An expression of a for_each body as it reads for the instance `key` (each.key substituted)."""
+    return expression.replace("each.key", f'"{key}"')
+
+
+def test_bucket_map_has_source_and_output(cfg: Config) -> None:
+    buckets = cfg.local("buckets")
+    assert set(buckets) == set(BUCKETS)
+    assert buckets["source"]["name"] == "${local.source_bucket_name}"
+    assert buckets["output"]["name"] == "${local.output_bucket_name}"
+    assert buckets["source"]["expiration_days"] == "${var.original_expiration_days}"
+    assert buckets["output"]["expiration_days"] == "${var.output_expiration_days}"
+    bucket = cfg.resource("aws_s3_bucket", "this")
+    assert for_each_keys(cfg, bucket) == set(BUCKETS)
+    assert bucket["bucket"] == "${each.value.name}"
+    # One bucket resource, nothing declared beside it.
+    assert set(cfg.resources["aws_s3_bucket"]) == {"this"}
+
+
 def test_buckets_are_private_encrypted_tls_only(cfg: Config) -> None:
-    for bucket in ("source", "output"):
-        pab = cfg.resource("aws_s3_bucket_public_access_block", bucket)
-        assert ref(pab["bucket"]) == f"aws_s3_bucket.{bucket}.id"
+    for rtype in BUCKET_HARDENING:
+        assert set(cfg.resources[rtype]) == {"this"}, f"{rtype}: one for_each resource for both buckets"
+        assert for_each_keys(cfg, cfg.resource(rtype, "this")) == set(BUCKETS), f"{rtype} must cover both buckets"
+    policy_document = cfg.datasource("aws_iam_policy_document", "bucket")
+    assert for_each_keys(cfg, policy_document) == set(BUCKETS)
+
+    for bucket in BUCKETS:
+        for rtype in BUCKET_HARDENING:
+            body = cfg.resource(rtype, "this")
+            assert ref(at(body["bucket"], bucket)) == f'aws_s3_bucket.this["{bucket}"].id', f"{rtype} ({bucket})"
+
+        ownership = cfg.resource("aws_s3_bucket_ownership_controls", "this")
+        assert blocks(ownership, "rule") == [{"object_ownership": "BucketOwnerEnforced"}]
+
+        pab = cfg.resource("aws_s3_bucket_public_access_block", "this")
         for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
             assert pab[flag] is True, f"{bucket}: {flag}"
 
-        sse = cfg.resource("aws_s3_bucket_server_side_encryption_configuration", bucket)
+        sse = cfg.resource("aws_s3_bucket_server_side_encryption_configuration", "this")
         default = blocks(blocks(sse, "rule")[0], "apply_server_side_encryption_by_default")[0]
         assert re.search(r'local\.use_kms \? "aws:kms" : "AES256"', default["sse_algorithm"])
         assert ref(default["kms_master_key_id"]) == "var.kms_key_arn"
 
-        policy = cfg.resource("aws_s3_bucket_policy", bucket)
-        document = cfg.datasource("aws_iam_policy_document", ref(policy["policy"]).split(".")[2])
+        policy = cfg.resource("aws_s3_bucket_policy", "this")
+        assert ref(at(policy["policy"], bucket)) == f'data.aws_iam_policy_document.bucket["{bucket}"].json'
+        assert [ref(d) for d in policy["depends_on"]] == ["aws_s3_bucket_public_access_block.this"]
         tls = [
             s
-            for s in statements(document)
+            for s in statements(policy_document)
             if s.get("effect") == "Deny"
             and any(
                 c["variable"] == "aws:SecureTransport" and c["values"] == ["false"] and c["test"] == "Bool"
@@ -446,26 +540,68 @@ def test_buckets_are_private_encrypted_tls_only(cfg: Config) -> None:
             )
         ]
         assert tls, f"{bucket} bucket policy does not deny aws:SecureTransport = false"
-        assert f"${{aws_s3_bucket.{bucket}.arn}}/*" in tls[0]["resources"]
+        resources = {at(r, bucket) for r in tls[0]["resources"]}
+        assert resources == {f'${{aws_s3_bucket.this["{bucket}"].arn}}', f'${{aws_s3_bucket.this["{bucket}"].arn}}/*'}
 
-        versioning = cfg.resource("aws_s3_bucket_versioning", bucket)
-        assert versioning["count"] == "${var.enable_versioning ? 1 : 0}"
+    versioning = cfg.resource("aws_s3_bucket_versioning", "this")
+    assert for_each_keys(cfg, versioning, {"var.enable_versioning": True}) == set(BUCKETS)
+    assert for_each_keys(cfg, versioning, {"var.enable_versioning": False}) == set()
+    assert blocks(versioning, "versioning_configuration") == [{"status": "Enabled"}]
+    logging = cfg.resource("aws_s3_bucket_logging", "this")
+    assert for_each_keys(cfg, logging, {"var.access_log_bucket != null": True}) == set(BUCKETS)
+    assert for_each_keys(cfg, logging, {"var.access_log_bucket != null": False}) == set()
+    assert ref(logging["target_bucket"]) == "var.access_log_bucket"
+    assert logging["target_prefix"] == "s3/${each.value.name}/"
+    for optional in (versioning, logging):
+        assert ref(at(optional["bucket"], "output")) == 'aws_s3_bucket.this["output"].id'
 
 
-def test_originals_expire_after_configured_days(cfg: Config) -> None:
-    lifecycle = cfg.resource("aws_s3_bucket_lifecycle_configuration", "source")
+def test_objects_expire_after_configured_days(cfg: Config) -> None:
+    lifecycle = cfg.resource("aws_s3_bucket_lifecycle_configuration", "this")
     rule = blocks(lifecycle, "rule")[0]
+    assert blocks(rule, "abort_incomplete_multipart_upload") == [{"days_after_initiation": 7}]
     expiration = next(d["expiration"] for d in blocks(rule, "dynamic") if "expiration" in d)
-    assert expiration["for_each"] == "${var.original_expiration_days > 0 ? [var.original_expiration_days] : []}"
+    assert expiration["for_each"] == "${each.value.expiration_days > 0 ? [each.value.expiration_days] : []}"
     assert expiration["content"][0]["days"] == "${expiration.value}"
+    # Originals expire after original_expiration_days, outputs after output_expiration_days.
+    buckets = cfg.local("buckets")
+    assert ref(buckets["source"]["expiration_days"]) == "var.original_expiration_days"
+    assert ref(buckets["output"]["expiration_days"]) == "var.output_expiration_days"
     assert cfg.variables["original_expiration_days"]["default"] >= 0
+    assert cfg.variables["output_expiration_days"]["default"] == 0
+    noncurrent = next(
+        d["noncurrent_version_expiration"] for d in blocks(rule, "dynamic") if "noncurrent_version_expiration" in d
+    )
+    assert noncurrent["for_each"] == "${var.enable_versioning ? [var.noncurrent_version_expiration_days] : []}"
+    assert [ref(d) for d in lifecycle["depends_on"]] == ["aws_s3_bucket_versioning.this"]
+
+
+def test_moved_blocks_keep_the_existing_buckets(cfg: Config) -> None:
+    """Each former per-bucket resource moves to its for_each instance, so applying this does not replace them."""
+    moves = {}
+    for move in cfg.moved:
+        source, target = ref(move["from"]), ref(move["to"])
+        match = re.fullmatch(r'(aws_s3_\w+)\.this\["(\w+)"\]', target)
+        assert match, f"unexpected move target {target}"
+        rtype, key = match.groups()
+        assert key in cfg.local("buckets")
+        assert "this" in cfg.resources.get(rtype, {}), f"{target} is not declared"
+        assert re.fullmatch(rf"{rtype}\.{key}(\[0\])?", source), f"{source} -> {target}"
+        assert key not in cfg.resources[rtype], f"{rtype}.{key} is still declared: the move would conflict"
+        moves[target] = source
+    counted = ("aws_s3_bucket_versioning", "aws_s3_bucket_logging")  # they used count = ... ? 1 : 0
+    for rtype in ("aws_s3_bucket", *BUCKET_HARDENING, *counted):
+        for bucket in BUCKETS:
+            suffix = "[0]" if rtype in counted else ""
+            assert moves.get(f'{rtype}.this["{bucket}"]') == f"{rtype}.{bucket}{suffix}", f"{rtype} {bucket}"
+    assert len(moves) == len(cfg.moved), "one move per target"
 
 
 def test_notification_feeds_the_queue_and_waits_for_its_policy(cfg: Config) -> None:
     notifications = cfg.resources["aws_s3_bucket_notification"]
     assert list(notifications) == ["source"], "only the source bucket may notify (no output->queue loop)"
     notification = notifications["source"]
-    assert ref(notification["bucket"]) == "aws_s3_bucket.source.id"
+    assert ref(notification["bucket"]) == 'aws_s3_bucket.this["source"].id'
     queue = blocks(notification, "queue")
     assert len(queue) == 1
     assert ref(queue[0]["queue_arn"]) == "aws_sqs_queue.jobs.arn"
@@ -474,7 +610,7 @@ def test_notification_feeds_the_queue_and_waits_for_its_policy(cfg: Config) -> N
     assert "var.upload_suffix_filter" in queue[0]["filter_suffix"]
     assert [ref(d) for d in notification["depends_on"]] == ["aws_sqs_queue_policy.jobs"]
     # The worker writes to the other bucket.
-    assert ref(cfg.local("base_environment")["OUTPUT_BUCKET"]) == "aws_s3_bucket.output.bucket"
+    assert ref(cfg.local("base_environment")["OUTPUT_BUCKET"]) == 'aws_s3_bucket.this["output"].bucket'
 
 
 def test_queue_policy_allows_only_s3_for_the_source_bucket(cfg: Config) -> None:
@@ -490,7 +626,7 @@ def test_queue_policy_allows_only_s3_for_the_source_bucket(cfg: Config) -> None:
     assert principals == [{"type": "Service", "identifiers": ["s3.amazonaws.com"]}]
     conditions = {c["variable"]: c for c in blocks(statement, "condition")}
     assert conditions["aws:SourceArn"]["test"] in ("ArnEquals", "ArnLike")
-    assert conditions["aws:SourceArn"]["values"] == ["${aws_s3_bucket.source.arn}"]
+    assert conditions["aws:SourceArn"]["values"] == ['${aws_s3_bucket.this["source"].arn}']
     assert conditions["aws:SourceAccount"]["test"] == "StringEquals"
     assert conditions["aws:SourceAccount"]["values"] == ["${local.account_id}"]
     assert ref(cfg.local("account_id")) == "data.aws_caller_identity.current.account_id"
@@ -566,14 +702,14 @@ def test_task_role_has_exactly_the_needed_actions(cfg: Config) -> None:
     for s in found:
         for action in s["actions"]:
             by_action.setdefault(action, set()).update(s["resources"])
-    assert by_action["s3:GetObjectVersion"] == {"${aws_s3_bucket.source.arn}/*"}
+    assert by_action["s3:GetObjectVersion"] == {'${aws_s3_bucket.this["source"].arn}/*'}
     assert by_action["s3:GetObject"] == {
-        "${aws_s3_bucket.source.arn}/*",
-        "${aws_s3_bucket.output.arn}/${var.output_prefix}*",
+        '${aws_s3_bucket.this["source"].arn}/*',
+        '${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*',
     }
-    assert by_action["s3:PutObject"] == {"${aws_s3_bucket.output.arn}/${var.output_prefix}*"}
-    assert by_action["s3:ListBucket"] == {"${aws_s3_bucket.output.arn}"}
-    assert by_action["s3:GetBucketNotification"] == {"${aws_s3_bucket.output.arn}"}
+    assert by_action["s3:PutObject"] == {'${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*'}
+    assert by_action["s3:ListBucket"] == {'${aws_s3_bucket.this["output"].arn}'}
+    assert by_action["s3:GetBucketNotification"] == {'${aws_s3_bucket.this["output"].arn}'}
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         assert by_action[action] == {"${aws_sqs_queue.jobs.arn}"}
     assert by_action["sqs:GetQueueAttributes"] == {"${aws_sqs_queue.jobs.arn}", "${aws_sqs_queue.dlq.arn}"}
@@ -710,7 +846,7 @@ def test_container_environment(cfg: Config) -> None:
     }
     assert ref(base["QUEUE_URL"]) == "aws_sqs_queue.jobs.url"
     assert ref(base["DLQ_URL"]) == "aws_sqs_queue.dlq.url"
-    assert ref(base["SOURCE_BUCKET"]) == "aws_s3_bucket.source.bucket"
+    assert ref(base["SOURCE_BUCKET"]) == 'aws_s3_bucket.this["source"].bucket'
     assert base["LOG_FORMAT"] == "json"
     assert base["MAGICK_TEMPORARY_PATH"] == "/tmp"
     assert ref(base["OUTPUT_PREFIX"]) == "var.output_prefix"
