@@ -39,12 +39,13 @@ locals {
 
   # Everything the worker reads from its environment. Values must be strings for the ECS API.
   # DLQ_URL spares the worker a GetQueueUrl call (it would otherwise resolve the RedrivePolicy target);
-  # SOURCE_BUCKET feeds its start-up recursion guard.
+  # SOURCE_BUCKETS is the worker's allow-list of buckets it takes jobs from (comma-separated; this stack has
+  # one) and feeds its start-up recursion guard. It replaced SOURCE_BUCKET, which is no longer set.
   base_environment = {
     AWS_REGION             = var.aws_region
     QUEUE_URL              = aws_sqs_queue.jobs.url
     DLQ_URL                = aws_sqs_queue.dlq.url
-    SOURCE_BUCKET          = aws_s3_bucket.this["source"].bucket
+    SOURCE_BUCKETS         = aws_s3_bucket.this["source"].bucket
     OUTPUT_BUCKET          = aws_s3_bucket.this["output"].bucket
     OUTPUT_PREFIX          = var.output_prefix
     WORKER_CONCURRENCY     = tostring(var.worker_concurrency)

@@ -352,14 +352,14 @@ variable "rekognition_tps" {
 }
 
 variable "extra_environment" {
-  description = "Additional container environment variables (map of NAME to value; names [A-Za-z_][A-Za-z0-9_]*, at most 50). May not override the variables this module sets (QUEUE_URL, OUTPUT_BUCKET, ...)."
+  description = "Additional container environment variables (map of NAME to value; names [A-Za-z_][A-Za-z0-9_]*, at most 50). May not override the variables this module sets (QUEUE_URL, OUTPUT_BUCKET, ...), nor set SOURCE_BUCKET, which SOURCE_BUCKETS replaced."
   type        = map(string)
   default     = {}
 
   validation {
     condition = length(var.extra_environment) <= 50 && alltrue([
       for k in keys(var.extra_environment) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", k)) && !contains([
-        "AWS_REGION", "QUEUE_URL", "DLQ_URL", "SOURCE_BUCKET", "OUTPUT_BUCKET", "OUTPUT_PREFIX",
+        "AWS_REGION", "QUEUE_URL", "DLQ_URL", "SOURCE_BUCKETS", "SOURCE_BUCKET", "OUTPUT_BUCKET", "OUTPUT_PREFIX",
         "WORKER_CONCURRENCY", "METRICS_PORT", "DETECTOR", "MAX_PIXELS", "MAX_OBJECT_BYTES", "SSE_KMS_KEY_ID",
         "MAX_PROCESSING_SECONDS", "SHUTDOWN_GRACE_SECONDS", "LOG_FORMAT", "REKOGNITION_TPS", "MAGICK_TEMPORARY_PATH",
       ], k)

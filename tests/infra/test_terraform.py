@@ -830,7 +830,7 @@ def test_container_environment(cfg: Config) -> None:
         "AWS_REGION",
         "QUEUE_URL",
         "DLQ_URL",
-        "SOURCE_BUCKET",
+        "SOURCE_BUCKETS",
         "OUTPUT_BUCKET",
         "OUTPUT_PREFIX",
         "WORKER_CONCURRENCY",
@@ -846,7 +846,6 @@ def test_container_environment(cfg: Config) -> None:
     }
     assert ref(base["QUEUE_URL"]) == "aws_sqs_queue.jobs.url"
     assert ref(base["DLQ_URL"]) == "aws_sqs_queue.dlq.url"
-    assert ref(base["SOURCE_BUCKET"]) == 'aws_s3_bucket.this["source"].bucket'
     assert base["LOG_FORMAT"] == "json"
     assert base["MAGICK_TEMPORARY_PATH"] == "/tmp"
     assert ref(base["OUTPUT_PREFIX"]) == "var.output_prefix"
@@ -860,7 +859,8 @@ def test_container_environment(cfg: Config) -> None:
     # extra_environment may not shadow any of the managed names.
     condition = cfg.variables["extra_environment"]["validation"][0]["condition"]
     forbidden = set(re.findall(r'"([A-Z][A-Z0-9_]*)"', re.search(r"contains\(\[(.*?)\]", condition, re.S).group(1)))
-    assert forbidden == set(base) | {"SSE_KMS_KEY_ID"}
+    # SOURCE_BUCKET is refused too: SOURCE_BUCKETS replaced it, and a stale value must not sneak back in.
+    assert forbidden == set(base) | {"SSE_KMS_KEY_ID", "SOURCE_BUCKET"}
     assert "local.environment" in cfg.local("worker_container")["environment"]
 
     defaults = {name: cfg.variables[name].get("default") for name in cfg.variables}
@@ -872,6 +872,25 @@ def test_container_environment(cfg: Config) -> None:
         assert f'"{detector}"' in cfg.variables["detector"]["validation"][0]["condition"]
     # SIGKILL comes stopTimeout (120 s) after SIGTERM: the grace period must end before it.
     assert condition_upper_bound(cfg, "shutdown_grace_seconds") < resolved(cfg, "${local.stop_timeout_seconds}")
+
+
+def test_task_definition_sets_the_source_bucket_allow_list(tf_files: dict[str, str], cfg: Config) -> None:
+    """The worker takes jobs only from the buckets in SOURCE_BUCKETS (comma-separated): this stack's source bucket."""
+    environment = cfg.local("base_environment")
+    assert ref(environment["SOURCE_BUCKETS"]) == 'aws_s3_bucket.this["source"].bucket'
+    assert "SOURCE_BUCKET" not in environment, "SOURCE_BUCKETS replaced SOURCE_BUCKET"
+    # The environment reaches the worker container of the task definition, as NAME/value pairs.
+    assert "local.base_environment" in cfg.local("managed_environment")
+    assert "local.managed_environment" in cfg.local("environment")
+    container = cfg.local("worker_container")
+    assert re.search(r"for k in sort\(keys\(local\.environment\)\)", container["environment"])
+    assert "local.worker_container" in cfg.resource("aws_ecs_task_definition", "worker")["container_definitions"]
+    # No other place sets the old name: only the extra_environment validation mentions it (to refuse it).
+    mentions = [f for f, text in tf_files.items() for _ in re.finditer(r'"?\bSOURCE_BUCKET\b"?\s*=', text)]
+    assert mentions == [], f"SOURCE_BUCKET is still set in {mentions}"
+    for example in (TF_DIR / "examples").glob("*.tfvars"):
+        extra = parse_text(example.read_text()).get("extra_environment", {})
+        assert not {"SOURCE_BUCKET", "SOURCE_BUCKETS"} & set(extra), example.name
 
 
 def test_service(cfg: Config) -> None:
