@@ -159,6 +159,18 @@ data "aws_iam_policy_document" "task" {
     }
   }
 
+  # With the metrics collector sidecar (metrics_collector = amp): remote-write to that one AMP workspace.
+  dynamic "statement" {
+    for_each = local.amp_enabled ? [local.amp_workspace_arn] : []
+
+    content {
+      sid       = "RemoteWriteMetrics"
+      effect    = "Allow"
+      actions   = ["aps:RemoteWrite"]
+      resources = [statement.value]
+    }
+  }
+
   # With a customer managed key: decrypt SSE-KMS uploads and queue messages, encrypt outputs and DLQ messages.
   dynamic "statement" {
     for_each = local.use_kms ? [var.kms_key_arn] : []

@@ -72,6 +72,15 @@ locals {
     image     = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
     essential = true
 
+    # The task's CPU units and memory less the metrics collector's share (0 without it, metrics.tf).
+    # memoryReservation is soft: the worker may use more while the task has it free.
+    cpu               = var.task_cpu - local.collector_cpu
+    memoryReservation = var.task_memory - local.collector_memory
+
+    # With the collector sidecar, the worker starts after it and, the order being reversed on shutdown,
+    # stops before it: the collector keeps scraping while the worker drains its last photos after SIGTERM.
+    dependsOn = local.amp_enabled ? [{ containerName = local.collector_container_name, condition = "START" }] : null
+
     environment = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
 
     portMappings = [{

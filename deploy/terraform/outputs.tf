@@ -62,3 +62,13 @@ output "security_group_id" {
   description = "Security group of the worker tasks (allow it as a source where Prometheus needs it)."
   value       = aws_security_group.worker.id
 }
+
+output "amp_workspace_arn" {
+  description = "ARN of the Amazon Managed Service for Prometheus workspace the collector sidecar writes to (null when metrics_collector = none)."
+  value       = local.amp_workspace_arn
+}
+
+output "amp_query_url" {
+  description = "Prometheus-compatible query endpoint of that workspace (SigV4-signed requests, e.g. awscurl or Amazon Managed Grafana); null when metrics_collector = none."
+  value       = local.amp_enabled ? "${trimsuffix(local.amp_workspace_endpoint, "/")}/api/v1/query" : null
+}

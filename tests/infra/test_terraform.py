@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 try:
     import hcl2
@@ -684,6 +685,8 @@ TASK_ROLE_ACTIONS = {
     "rekognition:DetectFaces",
     "kms:Decrypt",
     "kms:GenerateDataKey",
+    # The metrics collector sidecar (metrics_collector = amp) writes to its AMP workspace.
+    "aps:RemoteWrite",
 }
 
 
@@ -722,8 +725,12 @@ def test_task_role_has_exactly_the_needed_actions(cfg: Config) -> None:
         assert gates[action], f"{action} must only be granted when a customer key is configured"
         assert "local.use_kms" in gates[action] or "var.kms_key_arn" in gates[action]
         assert by_action[action] == {"${statement.value}"}
+    # aps:RemoteWrite only with the collector sidecar, and only on the one workspace it writes to.
+    assert gates["aps:RemoteWrite"] == "${local.amp_enabled ? [local.amp_workspace_arn] : []}"
+    assert by_action["aps:RemoteWrite"] == {"${statement.value}"}
+    gated = {"rekognition:DetectFaces", "kms:Decrypt", "kms:GenerateDataKey", "aps:RemoteWrite"}
     static = {a for a, gate in gates.items() if gate is None}
-    assert static == TASK_ROLE_ACTIONS - {"rekognition:DetectFaces", "kms:Decrypt", "kms:GenerateDataKey"}
+    assert static == TASK_ROLE_ACTIONS - gated
 
     task_definition = cfg.resource("aws_ecs_task_definition", "worker")
     assert ref(task_definition["task_role_arn"]) == "aws_iam_role.task.arn"
@@ -804,7 +811,13 @@ def test_task_definition_and_container(cfg: Config) -> None:
     assert "ARM64" in cfg.variables["cpu_architecture"]["validation"][0]["condition"]
     assert "X86_64" in cfg.variables["cpu_architecture"]["validation"][0]["condition"]
     assert {"name": "tmp"} in blocks(task, "volume")
-    assert task["container_definitions"] == "${jsonencode([local.worker_container])}"
+    # The worker container always; the collector sidecar only when metrics_collector = amp.
+    assert task["container_definitions"] == (
+        "${jsonencode(concat([local.worker_container], local.collector_containers))}"
+    )
+    assert cfg.local("collector_containers") == (
+        "${[for container in [local.collector_container] : container if local.amp_enabled]}"
+    )
 
     container = cfg.local("worker_container")
     assert resolved(cfg, container["stopTimeout"]) == 120
@@ -891,6 +904,182 @@ def test_task_definition_sets_the_source_bucket_allow_list(tf_files: dict[str, s
     for example in (TF_DIR / "examples").glob("*.tfvars"):
         extra = parse_text(example.read_text()).get("extra_environment", {})
         assert not {"SOURCE_BUCKET", "SOURCE_BUCKETS"} & set(extra), example.name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics on ECS: ADOT collector sidecar -> Amazon Managed Service for Prometheus (metrics.tf)
+# ---------------------------------------------------------------------------------------------------------
+
+COLLECTOR_TEMPLATE = TF_DIR / "templates" / "adot-config.yaml"
+TEMPLATE_TOKEN = re.compile(r"\$\$\{|%%\{|\$\{\s*([A-Za-z_]\w*)\s*\}|\$\{|%\{")
+
+
+def render_template(text: str, values: dict[str, Any]) -> str:
+    """Terraform's templatefile() for templates made of plain ${name} interpolations ($${ and %%{ escape)."""
+
+    def replace(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token in ("$${", "%%{"):
+            return token[1:]
+        name = m.group(1)
+        assert name, f"unsupported template expression at offset {m.start()}: {text[m.start() : m.start() + 30]!r}"
+        assert name in values, f"template variable {name} is not given"
+        return str(values[name])
+
+    return TEMPLATE_TOKEN.sub(replace, text)
+
+
+def template_variables(text: str) -> set[str]:
+    return {m.group(1) for m in TEMPLATE_TOKEN.finditer(text) if m.group(1)}
+
+
+def templatefile_call(expression: str) -> tuple[str, dict[str, str]]:
+    """Template path (relative to the module) and arguments of the templatefile() call in an expression."""
+    match = re.search(r'templatefile\("\$\{path\.module\}/([\w./-]+)", \{(.*?)\}\)', expression)
+    assert match, f"no templatefile(path.module/..., {{...}}) in {expression!r}"
+    arguments = dict(re.findall(r'(\w+) = ("[^"]*"|[\w.]+)', match.group(2)))
+    assert len(arguments) == match.group(2).count(" = "), f"cannot read the arguments {match.group(2)!r}"
+    return match.group(1), arguments
+
+
+SAMPLE_COLLECTOR_VALUES = {
+    "job_name": "faceblur-worker",
+    "metrics_port": 9102,
+    "scrape_interval_seconds": 30,
+    "remote_write_endpoint": "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-0123/api/v1/remote_write",
+    "region": "eu-west-1",
+}
+
+
+def test_template_renderer_substitutes_and_refuses_directives() -> None:
+    assert render_template("a: ${x}\nb: $${y}\n", {"x": 1}) == "a: 1\nb: ${y}\n"
+    with pytest.raises(AssertionError, match="not given"):
+        render_template("${missing}", {})
+    with pytest.raises(AssertionError, match="unsupported"):
+        render_template("%{ if x }y%{ endif }", {"x": True})
+    with pytest.raises(AssertionError, match="unsupported"):
+        render_template("${upper(x)}", {"x": "a"})
+
+
+def test_metrics_collector_is_optional(cfg: Config) -> None:
+    variable = cfg.variables["metrics_collector"]
+    assert variable["default"] == "none"
+    assert re.search(r'contains\(\["none", "amp"\], var\.metrics_collector\)', variable["validation"][0]["condition"])
+    assert cfg.local("amp_enabled") == '${var.metrics_collector == "amp"}'
+    # A new workspace unless an existing one is named; never both, neither when off.
+    workspace = cfg.resource("aws_prometheus_workspace", "worker")
+    assert workspace["count"] == "${local.amp_enabled && var.amp_workspace_id == null ? 1 : 0}"
+    existing = cfg.datasource("aws_prometheus_workspace", "existing")
+    assert existing["count"] == "${local.amp_enabled && var.amp_workspace_id != null ? 1 : 0}"
+    assert ref(existing["workspace_id"]) == "var.amp_workspace_id"
+    assert cfg.variables["amp_workspace_id"]["default"] is None
+    for attribute, local_name in (("arn", "amp_workspace_arn"), ("prometheus_endpoint", "amp_workspace_endpoint")):
+        assert cfg.local(local_name) == (
+            f"${{try(aws_prometheus_workspace.worker[0].{attribute}, "
+            f"data.aws_prometheus_workspace.existing[0].{attribute}, null)}}"
+        )
+    assert cfg.local("amp_remote_write_url") == (
+        '${local.amp_enabled ? "${trimsuffix(local.amp_workspace_endpoint, "/")}/api/v1/remote_write" : null}'
+    )
+    assert "local.amp_workspace_arn" in cfg.outputs["amp_workspace_arn"]["value"]
+
+
+def test_collector_sidecar_container(cfg: Config) -> None:
+    collector = cfg.local("collector_container")
+    assert collector["name"] == "${local.collector_container_name}"
+    assert cfg.local("collector_container_name") != cfg.local("container_name")
+    assert ref(collector["image"]) == "var.metrics_collector_image"
+    assert not cfg.variables["metrics_collector_image"]["default"].endswith(":latest")
+    assert "aws-otel-collector:v" in cfg.variables["metrics_collector_image"]["default"]
+    assert collector["essential"] is False, "losing metrics must not stop photo processing"
+    assert collector["readonlyRootFilesystem"] is True
+    assert collector["environment"] == [{"name": "AOT_CONFIG_CONTENT", "value": "${local.collector_config}"}]
+    assert collector["healthCheck"]["command"] == ["CMD", "/healthcheck"]
+    # Logs go to the worker's log group, under their own stream prefix.
+    logs = collector["logConfiguration"]
+    assert logs["logDriver"] == "awslogs"
+    assert ref(logs["options"]["awslogs-group"]) == "aws_cloudwatch_log_group.worker.name"
+    worker_logs = cfg.local("worker_container")["logConfiguration"]["options"]
+    assert logs["options"]["awslogs-stream-prefix"] != worker_logs["awslogs-stream-prefix"]
+    # The worker starts after the collector and (reversed on shutdown) stops before it.
+    assert cfg.local("worker_container")["dependsOn"] == (
+        '${local.amp_enabled ? [{containerName = local.collector_container_name, condition = "START"}] : null}'
+    )
+
+
+@pytest.mark.parametrize(("task_cpu", "task_memory"), [(256, 1024), (1024, 2048), (4096, 8192)])
+@pytest.mark.parametrize("enabled", [False, True])
+def test_collector_and_worker_share_the_task_size(cfg: Config, enabled: bool, task_cpu: int, task_memory: int) -> None:
+    collector = cfg.local("collector_container")
+    assert ref(collector["cpu"]) == "var.metrics_collector_cpu"
+    assert ref(collector["memory"]) == "var.metrics_collector_memory"  # a hard limit
+    assert cfg.local("collector_cpu") == "${local.amp_enabled ? var.metrics_collector_cpu : 0}"
+    assert cfg.local("collector_memory") == "${local.amp_enabled ? var.metrics_collector_memory : 0}"
+    collector_cpu = cfg.variables["metrics_collector_cpu"]["default"] if enabled else 0
+    collector_memory = cfg.variables["metrics_collector_memory"]["default"] if enabled else 0
+    worker = cfg.local("worker_container")
+    values = {
+        "var.task_cpu": task_cpu,
+        "var.task_memory": task_memory,
+        "local.collector_cpu": collector_cpu,
+        "local.collector_memory": collector_memory,
+    }
+    worker_cpu = evaluate_arithmetic(worker["cpu"], values)
+    worker_memory = evaluate_arithmetic(worker["memoryReservation"], values)
+    assert worker_cpu + collector_cpu == task_cpu
+    assert worker_memory + collector_memory == task_memory
+    # The precondition keeps the worker at least half the CPU and 512 MiB.
+    task = cfg.resource("aws_ecs_task_definition", "worker")
+    conditions = [p["condition"] for p in blocks(blocks(task, "lifecycle")[0], "precondition")]
+    assert "${local.collector_cpu * 2 <= var.task_cpu && var.task_memory - local.collector_memory >= 512}" in conditions
+    assert worker_cpu >= task_cpu / 2
+    assert worker_memory >= 512
+
+
+def test_collector_template_gets_exactly_its_variables(cfg: Config) -> None:
+    expression = cfg.local("collector_config")
+    assert expression.startswith("${local.amp_enabled ? templatefile(")
+    assert expression.endswith(") : null}")
+    path, arguments = templatefile_call(expression)
+    assert TF_DIR / path == COLLECTOR_TEMPLATE
+    assert set(arguments) == template_variables(COLLECTOR_TEMPLATE.read_text()) == set(SAMPLE_COLLECTOR_VALUES)
+    assert arguments["metrics_port"] == "var.metrics_port"
+    assert arguments["scrape_interval_seconds"] == "var.metrics_scrape_interval_seconds"
+    assert arguments["remote_write_endpoint"] == "local.amp_remote_write_url"
+    assert arguments["region"] == "var.aws_region"
+    assert arguments["job_name"] == '"faceblur-worker"'
+
+
+def test_collector_config_scrapes_the_worker_and_remote_writes_to_amp() -> None:
+    rendered = render_template(COLLECTOR_TEMPLATE.read_text(), SAMPLE_COLLECTOR_VALUES)
+    config = yaml.safe_load(rendered)
+
+    (scrape,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert scrape["job_name"] == "faceblur-worker"
+    assert scrape["metrics_path"] == "/metrics"
+    assert scrape["static_configs"] == [{"targets": ["127.0.0.1:9102"]}]
+    assert scrape["scrape_interval"] == "30s"
+
+    exporter = config["exporters"]["prometheusremotewrite"]
+    assert exporter["endpoint"] == SAMPLE_COLLECTOR_VALUES["remote_write_endpoint"]
+    assert exporter["auth"] == {"authenticator": "sigv4auth"}
+    # Every task scrapes 127.0.0.1: the ECS metadata labels keep the tasks' series apart.
+    assert exporter["resource_to_telemetry_conversion"] == {"enabled": True}
+    assert "ecs" in config["processors"]["resourcedetection"]["detectors"]
+    assert config["extensions"]["sigv4auth"] == {"region": "eu-west-1", "service": "aps"}
+
+    service = config["service"]
+    metrics = service["pipelines"]["metrics"]
+    assert metrics["receivers"] == ["prometheus"]
+    assert metrics["exporters"] == ["prometheusremotewrite"]
+    assert metrics["processors"][0] == "memory_limiter", "the memory limiter comes first"
+    assert metrics["processors"][-1] == "batch"
+    assert set(service["pipelines"]) == {"metrics"}
+    # What the pipeline names is defined, and what is defined is used (the collector refuses the former).
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(metrics[kind]) == set(config[kind]), kind
+    assert set(service["extensions"]) == set(config["extensions"]) == {"health_check", "sigv4auth"}
+    assert "${" not in rendered
 
 
 def test_service(cfg: Config) -> None:
