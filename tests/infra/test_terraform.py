@@ -1197,6 +1197,86 @@ def test_queue_alarms(cfg: Config) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Dashboard
+# ---------------------------------------------------------------------------------------------------------
+
+DIMENSION_REFERENCE = re.compile(r"\$\{(aws_\w+)\.(\w+)\.name\}")
+
+
+def dashboard_metrics(cfg: Config, widget: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, metric, dimensions) of each row of a metric widget ([ns, name, dim, value, ..., {options}])."""
+    rows = []
+    for row in widget["properties"]["metrics"]:
+        assert isinstance(row, list), f"metric rows are written out, not computed: {row!r}"
+        fields = row[:-1] if isinstance(row[-1], dict) else row
+        assert len(fields) >= 2, row
+        assert len(fields) % 2 == 0, f"dimension without a value in {row!r}"
+        namespace, metric, *pairs = fields
+        dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        for value in dimensions.values():
+            # A reference to a declared resource's name: the dashboard follows name_prefix.
+            match = DIMENSION_REFERENCE.fullmatch(value)
+            assert match, f"{metric}: dimension value {value!r} is not a resource name reference"
+            assert match.group(2) in cfg.resources.get(match.group(1), {}), f"{value} is not declared"
+        rows.append((namespace, metric, dimensions))
+    return rows
+
+
+def test_dashboard_shows_queues_and_service(cfg: Config) -> None:
+    dashboard = cfg.resource("aws_cloudwatch_dashboard", "worker")
+    assert dashboard["dashboard_name"] == "${local.name}-worker"
+    assert dashboard["dashboard_body"] == "${jsonencode({widgets = local.dashboard_widgets})}"
+    widgets = cfg.local("dashboard_widgets")
+
+    shown: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for widget in widgets:
+        if widget["type"] != "metric":
+            continue
+        properties = widget["properties"]
+        assert ref(properties["region"]) == "var.aws_region"
+        assert properties["title"]
+        assert properties["stat"] in ("Maximum", "Average", "Sum")
+        for namespace, metric, dimensions in dashboard_metrics(cfg, widget):
+            shown.setdefault((namespace, metric), []).append(dimensions)
+
+    jobs = {"QueueName": "${aws_sqs_queue.jobs.name}"}
+    dlq = {"QueueName": "${aws_sqs_queue.dlq.name}"}
+    service = {"ClusterName": "${aws_ecs_cluster.this.name}", "ServiceName": "${aws_ecs_service.worker.name}"}
+    assert jobs in shown[("AWS/SQS", "ApproximateNumberOfMessagesVisible")], "job queue depth"
+    assert dlq in shown[("AWS/SQS", "ApproximateNumberOfMessagesVisible")], "DLQ depth"
+    assert shown[("AWS/SQS", "ApproximateAgeOfOldestMessage")] == [jobs]
+    assert shown[("AWS/ECS", "CPUUtilization")] == [service]
+    assert shown[("AWS/ECS", "MemoryUtilization")] == [service]
+    assert shown[("ECS/ContainerInsights", "RunningTaskCount")] == [service]
+
+    # The widgets fit the 24-column grid without overlapping.
+    cells: set[tuple[int, int]] = set()
+    for widget in widgets:
+        assert widget["x"] >= 0, widget
+        assert widget["x"] + widget["width"] <= 24, widget
+        area = {
+            (x, y)
+            for x in range(widget["x"], widget["x"] + widget["width"])
+            for y in range(widget["y"], widget["y"] + widget["height"])
+        }
+        assert not cells & area, f"{widget['type']} widget at ({widget['x']}, {widget['y']}) overlaps another"
+        cells |= area
+
+
+def test_dashboard_says_where_the_worker_metrics_are(cfg: Config) -> None:
+    (text,) = [w for w in cfg.local("dashboard_widgets") if w["type"] == "text"]
+    markdown = text["properties"]["markdown"]
+    assert markdown == "${local.amp_enabled ? local.dashboard_worker_metrics_amp : local.dashboard_worker_metrics_none}"
+    amp = re.sub(r"\s+", " ", cfg.local("dashboard_worker_metrics_amp"))
+    assert "Amazon Managed Service for Prometheus" in amp
+    assert "CloudWatch dashboards cannot query AMP" in amp
+    assert "amp_query_url" in amp
+    assert "amp_query_url" in cfg.outputs
+    none = re.sub(r"\s+", " ", cfg.local("dashboard_worker_metrics_none"))
+    assert "port ${var.metrics_port}" in none
+
+
+# ---------------------------------------------------------------------------------------------------------
 # checkov
 # ---------------------------------------------------------------------------------------------------------
 
