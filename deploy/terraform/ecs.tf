@@ -45,12 +45,18 @@ resource "aws_ecs_task_definition" "worker" {
     name = "tmp"
   }
 
-  container_definitions = jsonencode([local.worker_container])
+  # The worker, plus the metrics collector sidecar when metrics_collector = amp (metrics.tf).
+  container_definitions = jsonencode(concat([local.worker_container], local.collector_containers))
 
   lifecycle {
     precondition {
       condition     = contains(local.fargate_memory_options[tostring(var.task_cpu)], var.task_memory)
       error_message = "task_memory ${var.task_memory} MiB is not a valid Fargate size for task_cpu ${var.task_cpu}: valid sizes are ${join(", ", [for m in local.fargate_memory_options[tostring(var.task_cpu)] : tostring(m)])}."
+    }
+
+    precondition {
+      condition     = local.collector_cpu * 2 <= var.task_cpu && var.task_memory - local.collector_memory >= 512
+      error_message = "The metrics collector may take at most half of task_cpu and must leave the worker at least 512 MiB of task_memory: raise task_cpu/task_memory or lower metrics_collector_cpu/metrics_collector_memory."
     }
 
     precondition {

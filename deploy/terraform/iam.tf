@@ -92,7 +92,7 @@ data "aws_iam_policy_document" "task" {
       "s3:GetObject",
       "s3:GetObjectVersion",
     ]
-    resources = ["${aws_s3_bucket.source.arn}/*"]
+    resources = ["${aws_s3_bucket.this["source"].arn}/*"]
   }
 
   # PutObject writes the blurred photo. GetObject is needed too: the worker HEADs the output key to skip
@@ -104,7 +104,7 @@ data "aws_iam_policy_document" "task" {
       "s3:GetObject",
       "s3:PutObject",
     ]
-    resources = ["${aws_s3_bucket.output.arn}/${var.output_prefix}*"]
+    resources = ["${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*"]
   }
 
   # Bucket-level reads on the output bucket only:
@@ -119,7 +119,7 @@ data "aws_iam_policy_document" "task" {
       "s3:GetBucketNotification",
       "s3:ListBucket",
     ]
-    resources = [aws_s3_bucket.output.arn]
+    resources = [aws_s3_bucket.this["output"].arn]
   }
 
   statement {
@@ -156,6 +156,18 @@ data "aws_iam_policy_document" "task" {
       effect    = "Allow"
       actions   = ["rekognition:DetectFaces"]
       resources = ["*"]
+    }
+  }
+
+  # With the metrics collector sidecar (metrics_collector = amp): remote-write to that one AMP workspace.
+  dynamic "statement" {
+    for_each = local.amp_enabled ? [local.amp_workspace_arn] : []
+
+    content {
+      sid       = "RemoteWriteMetrics"
+      effect    = "Allow"
+      actions   = ["aps:RemoteWrite"]
+      resources = [statement.value]
     }
   }
 

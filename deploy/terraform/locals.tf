@@ -39,13 +39,14 @@ locals {
 
   # Everything the worker reads from its environment. Values must be strings for the ECS API.
   # DLQ_URL spares the worker a GetQueueUrl call (it would otherwise resolve the RedrivePolicy target);
-  # SOURCE_BUCKET feeds its start-up recursion guard.
+  # SOURCE_BUCKETS is the worker's allow-list of buckets it takes jobs from (comma-separated; this stack has
+  # one) and feeds its start-up recursion guard. It replaced SOURCE_BUCKET, which is no longer set.
   base_environment = {
     AWS_REGION             = var.aws_region
     QUEUE_URL              = aws_sqs_queue.jobs.url
     DLQ_URL                = aws_sqs_queue.dlq.url
-    SOURCE_BUCKET          = aws_s3_bucket.source.bucket
-    OUTPUT_BUCKET          = aws_s3_bucket.output.bucket
+    SOURCE_BUCKETS         = aws_s3_bucket.this["source"].bucket
+    OUTPUT_BUCKET          = aws_s3_bucket.this["output"].bucket
     OUTPUT_PREFIX          = var.output_prefix
     WORKER_CONCURRENCY     = tostring(var.worker_concurrency)
     METRICS_PORT           = tostring(var.metrics_port)
@@ -70,6 +71,15 @@ locals {
     name      = local.container_name
     image     = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
     essential = true
+
+    # The task's CPU units and memory less the metrics collector's share (0 without it, metrics.tf).
+    # memoryReservation is soft: the worker may use more while the task has it free.
+    cpu               = var.task_cpu - local.collector_cpu
+    memoryReservation = var.task_memory - local.collector_memory
+
+    # With the collector sidecar, the worker starts after it and, the order being reversed on shutdown,
+    # stops before it: the collector keeps scraping while the worker drains its last photos after SIGTERM.
+    dependsOn = local.amp_enabled ? [{ containerName = local.collector_container_name, condition = "START" }] : null
 
     environment = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
 

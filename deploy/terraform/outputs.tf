@@ -1,11 +1,11 @@
 output "source_bucket_name" {
   description = "Bucket to upload photos to (each new object becomes a job)."
-  value       = aws_s3_bucket.source.bucket
+  value       = aws_s3_bucket.this["source"].bucket
 }
 
 output "output_bucket_name" {
   description = "Bucket the worker writes blurred photos to, under the same key (after output_prefix)."
-  value       = aws_s3_bucket.output.bucket
+  value       = aws_s3_bucket.this["output"].bucket
 }
 
 output "queue_url" {
@@ -61,4 +61,14 @@ output "task_role_arn" {
 output "security_group_id" {
   description = "Security group of the worker tasks (allow it as a source where Prometheus needs it)."
   value       = aws_security_group.worker.id
+}
+
+output "amp_workspace_arn" {
+  description = "ARN of the Amazon Managed Service for Prometheus workspace the collector sidecar writes to (null when metrics_collector = none)."
+  value       = local.amp_workspace_arn
+}
+
+output "amp_query_url" {
+  description = "Prometheus-compatible query endpoint of that workspace (SigV4-signed requests, e.g. awscurl or Amazon Managed Grafana); null when metrics_collector = none."
+  value       = local.amp_enabled ? "${trimsuffix(local.amp_workspace_endpoint, "/")}/api/v1/query" : null
 }

@@ -61,7 +61,7 @@ data "aws_iam_policy_document" "jobs_queue" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.source.arn]
+      values   = [aws_s3_bucket.this["source"].arn]
     }
 
     condition {

@@ -352,14 +352,14 @@ variable "rekognition_tps" {
 }
 
 variable "extra_environment" {
-  description = "Additional container environment variables (map of NAME to value; names [A-Za-z_][A-Za-z0-9_]*, at most 50). May not override the variables this module sets (QUEUE_URL, OUTPUT_BUCKET, ...)."
+  description = "Additional container environment variables (map of NAME to value; names [A-Za-z_][A-Za-z0-9_]*, at most 50). May not override the variables this module sets (QUEUE_URL, OUTPUT_BUCKET, ...), nor set SOURCE_BUCKET, which SOURCE_BUCKETS replaced."
   type        = map(string)
   default     = {}
 
   validation {
     condition = length(var.extra_environment) <= 50 && alltrue([
       for k in keys(var.extra_environment) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", k)) && !contains([
-        "AWS_REGION", "QUEUE_URL", "DLQ_URL", "SOURCE_BUCKET", "OUTPUT_BUCKET", "OUTPUT_PREFIX",
+        "AWS_REGION", "QUEUE_URL", "DLQ_URL", "SOURCE_BUCKETS", "SOURCE_BUCKET", "OUTPUT_BUCKET", "OUTPUT_PREFIX",
         "WORKER_CONCURRENCY", "METRICS_PORT", "DETECTOR", "MAX_PIXELS", "MAX_OBJECT_BYTES", "SSE_KMS_KEY_ID",
         "MAX_PROCESSING_SECONDS", "SHUTDOWN_GRACE_SECONDS", "LOG_FORMAT", "REKOGNITION_TPS", "MAGICK_TEMPORARY_PATH",
       ], k)
@@ -529,5 +529,75 @@ variable "alarm_sns_topic_arn" {
   validation {
     condition     = var.alarm_sns_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alarm_sns_topic_arn))
     error_message = "alarm_sns_topic_arn must be null or an SNS topic ARN."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics collection on ECS (metrics.tf)
+# ---------------------------------------------------------------------------------------------------------
+
+variable "metrics_collector" {
+  description = "Where the worker's Prometheus metrics go from ECS: none (default; scrape the tasks yourself on metrics_port) or amp (an AWS Distro for OpenTelemetry collector sidecar scrapes 127.0.0.1:metrics_port and remote-writes to Amazon Managed Service for Prometheus)."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "amp"], var.metrics_collector)
+    error_message = "metrics_collector must be none or amp."
+  }
+}
+
+variable "amp_workspace_id" {
+  description = "ID of an existing Amazon Managed Service for Prometheus workspace (ws-...) to write to when metrics_collector = amp. null (default) = create one named <name_prefix>-worker. Ignored when metrics_collector = none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.amp_workspace_id == null || can(regex("^ws-[A-Za-z0-9-]{1,64}$", var.amp_workspace_id))
+    error_message = "amp_workspace_id must be null or a workspace ID such as ws-12345678-abcd-1234-abcd-123456789012."
+  }
+}
+
+variable "metrics_collector_image" {
+  description = "Image of the ADOT collector sidecar (repository:tag, a pinned tag, not latest). public.ecr.aws needs a NAT gateway; with VPC endpoints only, copy the image into the worker's ECR repository and name it here (the execution role may pull from that repository)."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+:[A-Za-z0-9._-]{1,128}$", var.metrics_collector_image)) && !endswith(var.metrics_collector_image, ":latest")
+    error_message = "metrics_collector_image must be repository:tag with a pinned tag (not latest)."
+  }
+}
+
+variable "metrics_collector_cpu" {
+  description = "CPU units (64-1024, 1024 = 1 vCPU) reserved for the collector sidecar out of task_cpu when metrics_collector = amp; the worker container gets the rest. At most half of task_cpu (precondition)."
+  type        = number
+  default     = 128
+
+  validation {
+    condition     = var.metrics_collector_cpu >= 64 && var.metrics_collector_cpu <= 1024 && floor(var.metrics_collector_cpu) == var.metrics_collector_cpu
+    error_message = "metrics_collector_cpu must be a whole number between 64 and 1024."
+  }
+}
+
+variable "metrics_collector_memory" {
+  description = "Hard memory limit in MiB (64-2048) of the collector sidecar, out of task_memory, when metrics_collector = amp; the worker container reserves the rest, which must stay >= 512 MiB (precondition)."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.metrics_collector_memory >= 64 && var.metrics_collector_memory <= 2048 && floor(var.metrics_collector_memory) == var.metrics_collector_memory
+    error_message = "metrics_collector_memory must be a whole number of MiB between 64 and 2048."
+  }
+}
+
+variable "metrics_scrape_interval_seconds" {
+  description = "Seconds (10-300) between two scrapes of the worker's /metrics by the collector sidecar. Each scrape is one sample per series in AMP, which is what AMP bills."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.metrics_scrape_interval_seconds >= 10 && var.metrics_scrape_interval_seconds <= 300 && floor(var.metrics_scrape_interval_seconds) == var.metrics_scrape_interval_seconds
+    error_message = "metrics_scrape_interval_seconds must be a whole number between 10 and 300."
   }
 }

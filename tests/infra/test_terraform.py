@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 try:
     import hcl2
@@ -64,6 +65,7 @@ class Config:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[dict[str, Any]] = field(default_factory=list)
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
         assert name in self.resources.get(rtype, {}), f"resource {rtype}.{name} is not declared"
@@ -109,6 +111,7 @@ def build_config(documents: list[dict[str, Any]]) -> Config:
         for item in doc.get("module", []):
             cfg.modules.update(item)
         cfg.terraform.extend(doc.get("terraform", []))
+        cfg.moved.extend(doc.get("moved", []))
     return cfg
 
 
@@ -306,6 +309,14 @@ REFERENCE_PATTERNS = {
 }
 
 
+MOVED_FROM = re.compile(r"(\bmoved\s*\{[^{}]*?)\bfrom(\s*=\s*)([^\n]*)")
+
+
+def without_moved_sources(code: str) -> str:
+    """Blank the `from` address of each `moved` block: it names what the configuration no longer declares."""
+    return MOVED_FROM.sub(lambda m: m.group(1) + " " * len("from") + m.group(2) + " " * len(m.group(3)), code)
+
+
 def dangling_references(
     files: dict[str, str], declared: Config | None = None, provider_prefixes: tuple[str, ...] = ("aws",)
 ) -> list[str]:
@@ -315,7 +326,7 @@ def dangling_references(
     resource_pattern = re.compile(rf"(?<![\w.])((?:{'|'.join(provider_prefixes)})_[A-Za-z0-9_]+)\.([A-Za-z_][\w-]*)")
     problems = []
     for filename, text in files.items():
-        code = code_only(text)
+        code = without_moved_sources(code_only(text))
 
         def where(offset: int, fname: str = filename, code: str = code) -> str:
             return f"{fname}:{code.count(chr(10), 0, offset) + 1}"
@@ -375,6 +386,32 @@ resource "aws_sqs_queue" "jobs" {
     ]
 
 
+def test_reference_check_ignores_only_the_source_of_a_move() -> None:
+    snippet = """
+resource "aws_s3_bucket" "this" {
+  for_each = {}
+}
+
+moved {
+  from = aws_s3_bucket.old
+  to   = aws_s3_bucket.this["a"]
+}
+
+moved {
+  from = aws_s3_bucket.gone
+  to   = aws_s3_bucket.thsi["b"]
+}
+
+output "x" {
+  value = aws_s3_bucket.old.id
+}
+"""
+    assert sorted(dangling_references({"moved.tf": snippet})) == [
+        "moved.tf:13: aws_s3_bucket.thsi",
+        "moved.tf:17: aws_s3_bucket.old",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Variables, outputs, example
 # ---------------------------------------------------------------------------------------------------------
@@ -422,23 +459,81 @@ def test_example_tfvars_sets_only_declared_and_all_required_variables(cfg: Confi
 # ---------------------------------------------------------------------------------------------------------
 
 
+BUCKETS = ("source", "output")
+BUCKET_HARDENING = (
+    "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_policy",
+)
+
+
+def for_each_keys(cfg: Config, body: dict[str, Any], flags: dict[str, bool] | None = None) -> set[str]:
+    """Instance keys of a resource or data source that iterates local.buckets, optionally filtered by a
+    condition whose value is given in flags (e.g. {"var.enable_versioning": True})."""
+    expression = body.get("for_each")
+    assert expression, "not a for_each"
+    keys = set(cfg.local("buckets"))
+    if expression == "${local.buckets}":
+        return keys
+    match = re.fullmatch(r"\$\{\{for (\w+), (\w+) in local\.buckets : \1 => \2 if (.+)\}\}", expression)
+    assert match, f"for_each must be local.buckets or a filter of it, not {expression!r}"
+    condition = match.group(3).strip()
+    assert flags is not None, f"for_each is conditional ({condition!r}): give its value"
+    assert condition in flags, f"unexpected for_each condition {condition!r}"
+    return keys if flags[condition] else set()
+
+
+def at(expression: str, key: str) -> str:
+    """An expression of a for_each body as it reads for the instance `key` (each.key substituted)."""
+    return expression.replace("each.key", f'"{key}"')
+
+
+def test_bucket_map_has_source_and_output(cfg: Config) -> None:
+    buckets = cfg.local("buckets")
+    assert set(buckets) == set(BUCKETS)
+    assert buckets["source"]["name"] == "${local.source_bucket_name}"
+    assert buckets["output"]["name"] == "${local.output_bucket_name}"
+    assert buckets["source"]["expiration_days"] == "${var.original_expiration_days}"
+    assert buckets["output"]["expiration_days"] == "${var.output_expiration_days}"
+    bucket = cfg.resource("aws_s3_bucket", "this")
+    assert for_each_keys(cfg, bucket) == set(BUCKETS)
+    assert bucket["bucket"] == "${each.value.name}"
+    # One bucket resource, nothing declared beside it.
+    assert set(cfg.resources["aws_s3_bucket"]) == {"this"}
+
+
 def test_buckets_are_private_encrypted_tls_only(cfg: Config) -> None:
-    for bucket in ("source", "output"):
-        pab = cfg.resource("aws_s3_bucket_public_access_block", bucket)
-        assert ref(pab["bucket"]) == f"aws_s3_bucket.{bucket}.id"
+    for rtype in BUCKET_HARDENING:
+        assert set(cfg.resources[rtype]) == {"this"}, f"{rtype}: one for_each resource for both buckets"
+        assert for_each_keys(cfg, cfg.resource(rtype, "this")) == set(BUCKETS), f"{rtype} must cover both buckets"
+    policy_document = cfg.datasource("aws_iam_policy_document", "bucket")
+    assert for_each_keys(cfg, policy_document) == set(BUCKETS)
+
+    for bucket in BUCKETS:
+        for rtype in BUCKET_HARDENING:
+            body = cfg.resource(rtype, "this")
+            assert ref(at(body["bucket"], bucket)) == f'aws_s3_bucket.this["{bucket}"].id', f"{rtype} ({bucket})"
+
+        ownership = cfg.resource("aws_s3_bucket_ownership_controls", "this")
+        assert blocks(ownership, "rule") == [{"object_ownership": "BucketOwnerEnforced"}]
+
+        pab = cfg.resource("aws_s3_bucket_public_access_block", "this")
         for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
             assert pab[flag] is True, f"{bucket}: {flag}"
 
-        sse = cfg.resource("aws_s3_bucket_server_side_encryption_configuration", bucket)
+        sse = cfg.resource("aws_s3_bucket_server_side_encryption_configuration", "this")
         default = blocks(blocks(sse, "rule")[0], "apply_server_side_encryption_by_default")[0]
         assert re.search(r'local\.use_kms \? "aws:kms" : "AES256"', default["sse_algorithm"])
         assert ref(default["kms_master_key_id"]) == "var.kms_key_arn"
 
-        policy = cfg.resource("aws_s3_bucket_policy", bucket)
-        document = cfg.datasource("aws_iam_policy_document", ref(policy["policy"]).split(".")[2])
+        policy = cfg.resource("aws_s3_bucket_policy", "this")
+        assert ref(at(policy["policy"], bucket)) == f'data.aws_iam_policy_document.bucket["{bucket}"].json'
+        assert [ref(d) for d in policy["depends_on"]] == ["aws_s3_bucket_public_access_block.this"]
         tls = [
             s
-            for s in statements(document)
+            for s in statements(policy_document)
             if s.get("effect") == "Deny"
             and any(
                 c["variable"] == "aws:SecureTransport" and c["values"] == ["false"] and c["test"] == "Bool"
@@ -446,26 +541,68 @@ def test_buckets_are_private_encrypted_tls_only(cfg: Config) -> None:
             )
         ]
         assert tls, f"{bucket} bucket policy does not deny aws:SecureTransport = false"
-        assert f"${{aws_s3_bucket.{bucket}.arn}}/*" in tls[0]["resources"]
+        resources = {at(r, bucket) for r in tls[0]["resources"]}
+        assert resources == {f'${{aws_s3_bucket.this["{bucket}"].arn}}', f'${{aws_s3_bucket.this["{bucket}"].arn}}/*'}
 
-        versioning = cfg.resource("aws_s3_bucket_versioning", bucket)
-        assert versioning["count"] == "${var.enable_versioning ? 1 : 0}"
+    versioning = cfg.resource("aws_s3_bucket_versioning", "this")
+    assert for_each_keys(cfg, versioning, {"var.enable_versioning": True}) == set(BUCKETS)
+    assert for_each_keys(cfg, versioning, {"var.enable_versioning": False}) == set()
+    assert blocks(versioning, "versioning_configuration") == [{"status": "Enabled"}]
+    logging = cfg.resource("aws_s3_bucket_logging", "this")
+    assert for_each_keys(cfg, logging, {"var.access_log_bucket != null": True}) == set(BUCKETS)
+    assert for_each_keys(cfg, logging, {"var.access_log_bucket != null": False}) == set()
+    assert ref(logging["target_bucket"]) == "var.access_log_bucket"
+    assert logging["target_prefix"] == "s3/${each.value.name}/"
+    for optional in (versioning, logging):
+        assert ref(at(optional["bucket"], "output")) == 'aws_s3_bucket.this["output"].id'
 
 
-def test_originals_expire_after_configured_days(cfg: Config) -> None:
-    lifecycle = cfg.resource("aws_s3_bucket_lifecycle_configuration", "source")
+def test_objects_expire_after_configured_days(cfg: Config) -> None:
+    lifecycle = cfg.resource("aws_s3_bucket_lifecycle_configuration", "this")
     rule = blocks(lifecycle, "rule")[0]
+    assert blocks(rule, "abort_incomplete_multipart_upload") == [{"days_after_initiation": 7}]
     expiration = next(d["expiration"] for d in blocks(rule, "dynamic") if "expiration" in d)
-    assert expiration["for_each"] == "${var.original_expiration_days > 0 ? [var.original_expiration_days] : []}"
+    assert expiration["for_each"] == "${each.value.expiration_days > 0 ? [each.value.expiration_days] : []}"
     assert expiration["content"][0]["days"] == "${expiration.value}"
+    # Originals expire after original_expiration_days, outputs after output_expiration_days.
+    buckets = cfg.local("buckets")
+    assert ref(buckets["source"]["expiration_days"]) == "var.original_expiration_days"
+    assert ref(buckets["output"]["expiration_days"]) == "var.output_expiration_days"
     assert cfg.variables["original_expiration_days"]["default"] >= 0
+    assert cfg.variables["output_expiration_days"]["default"] == 0
+    noncurrent = next(
+        d["noncurrent_version_expiration"] for d in blocks(rule, "dynamic") if "noncurrent_version_expiration" in d
+    )
+    assert noncurrent["for_each"] == "${var.enable_versioning ? [var.noncurrent_version_expiration_days] : []}"
+    assert [ref(d) for d in lifecycle["depends_on"]] == ["aws_s3_bucket_versioning.this"]
+
+
+def test_moved_blocks_keep_the_existing_buckets(cfg: Config) -> None:
+    """Each former per-bucket resource moves to its for_each instance, so applying this does not replace them."""
+    moves = {}
+    for move in cfg.moved:
+        source, target = ref(move["from"]), ref(move["to"])
+        match = re.fullmatch(r'(aws_s3_\w+)\.this\["(\w+)"\]', target)
+        assert match, f"unexpected move target {target}"
+        rtype, key = match.groups()
+        assert key in cfg.local("buckets")
+        assert "this" in cfg.resources.get(rtype, {}), f"{target} is not declared"
+        assert re.fullmatch(rf"{rtype}\.{key}(\[0\])?", source), f"{source} -> {target}"
+        assert key not in cfg.resources[rtype], f"{rtype}.{key} is still declared: the move would conflict"
+        moves[target] = source
+    counted = ("aws_s3_bucket_versioning", "aws_s3_bucket_logging")  # they used count = ... ? 1 : 0
+    for rtype in ("aws_s3_bucket", *BUCKET_HARDENING, *counted):
+        for bucket in BUCKETS:
+            suffix = "[0]" if rtype in counted else ""
+            assert moves.get(f'{rtype}.this["{bucket}"]') == f"{rtype}.{bucket}{suffix}", f"{rtype} {bucket}"
+    assert len(moves) == len(cfg.moved), "one move per target"
 
 
 def test_notification_feeds_the_queue_and_waits_for_its_policy(cfg: Config) -> None:
     notifications = cfg.resources["aws_s3_bucket_notification"]
     assert list(notifications) == ["source"], "only the source bucket may notify (no output->queue loop)"
     notification = notifications["source"]
-    assert ref(notification["bucket"]) == "aws_s3_bucket.source.id"
+    assert ref(notification["bucket"]) == 'aws_s3_bucket.this["source"].id'
     queue = blocks(notification, "queue")
     assert len(queue) == 1
     assert ref(queue[0]["queue_arn"]) == "aws_sqs_queue.jobs.arn"
@@ -474,7 +611,7 @@ def test_notification_feeds_the_queue_and_waits_for_its_policy(cfg: Config) -> N
     assert "var.upload_suffix_filter" in queue[0]["filter_suffix"]
     assert [ref(d) for d in notification["depends_on"]] == ["aws_sqs_queue_policy.jobs"]
     # The worker writes to the other bucket.
-    assert ref(cfg.local("base_environment")["OUTPUT_BUCKET"]) == "aws_s3_bucket.output.bucket"
+    assert ref(cfg.local("base_environment")["OUTPUT_BUCKET"]) == 'aws_s3_bucket.this["output"].bucket'
 
 
 def test_queue_policy_allows_only_s3_for_the_source_bucket(cfg: Config) -> None:
@@ -490,7 +627,7 @@ def test_queue_policy_allows_only_s3_for_the_source_bucket(cfg: Config) -> None:
     assert principals == [{"type": "Service", "identifiers": ["s3.amazonaws.com"]}]
     conditions = {c["variable"]: c for c in blocks(statement, "condition")}
     assert conditions["aws:SourceArn"]["test"] in ("ArnEquals", "ArnLike")
-    assert conditions["aws:SourceArn"]["values"] == ["${aws_s3_bucket.source.arn}"]
+    assert conditions["aws:SourceArn"]["values"] == ['${aws_s3_bucket.this["source"].arn}']
     assert conditions["aws:SourceAccount"]["test"] == "StringEquals"
     assert conditions["aws:SourceAccount"]["values"] == ["${local.account_id}"]
     assert ref(cfg.local("account_id")) == "data.aws_caller_identity.current.account_id"
@@ -548,6 +685,8 @@ TASK_ROLE_ACTIONS = {
     "rekognition:DetectFaces",
     "kms:Decrypt",
     "kms:GenerateDataKey",
+    # The metrics collector sidecar (metrics_collector = amp) writes to its AMP workspace.
+    "aps:RemoteWrite",
 }
 
 
@@ -566,14 +705,14 @@ def test_task_role_has_exactly_the_needed_actions(cfg: Config) -> None:
     for s in found:
         for action in s["actions"]:
             by_action.setdefault(action, set()).update(s["resources"])
-    assert by_action["s3:GetObjectVersion"] == {"${aws_s3_bucket.source.arn}/*"}
+    assert by_action["s3:GetObjectVersion"] == {'${aws_s3_bucket.this["source"].arn}/*'}
     assert by_action["s3:GetObject"] == {
-        "${aws_s3_bucket.source.arn}/*",
-        "${aws_s3_bucket.output.arn}/${var.output_prefix}*",
+        '${aws_s3_bucket.this["source"].arn}/*',
+        '${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*',
     }
-    assert by_action["s3:PutObject"] == {"${aws_s3_bucket.output.arn}/${var.output_prefix}*"}
-    assert by_action["s3:ListBucket"] == {"${aws_s3_bucket.output.arn}"}
-    assert by_action["s3:GetBucketNotification"] == {"${aws_s3_bucket.output.arn}"}
+    assert by_action["s3:PutObject"] == {'${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*'}
+    assert by_action["s3:ListBucket"] == {'${aws_s3_bucket.this["output"].arn}'}
+    assert by_action["s3:GetBucketNotification"] == {'${aws_s3_bucket.this["output"].arn}'}
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         assert by_action[action] == {"${aws_sqs_queue.jobs.arn}"}
     assert by_action["sqs:GetQueueAttributes"] == {"${aws_sqs_queue.jobs.arn}", "${aws_sqs_queue.dlq.arn}"}
@@ -586,8 +725,12 @@ def test_task_role_has_exactly_the_needed_actions(cfg: Config) -> None:
         assert gates[action], f"{action} must only be granted when a customer key is configured"
         assert "local.use_kms" in gates[action] or "var.kms_key_arn" in gates[action]
         assert by_action[action] == {"${statement.value}"}
+    # aps:RemoteWrite only with the collector sidecar, and only on the one workspace it writes to.
+    assert gates["aps:RemoteWrite"] == "${local.amp_enabled ? [local.amp_workspace_arn] : []}"
+    assert by_action["aps:RemoteWrite"] == {"${statement.value}"}
+    gated = {"rekognition:DetectFaces", "kms:Decrypt", "kms:GenerateDataKey", "aps:RemoteWrite"}
     static = {a for a, gate in gates.items() if gate is None}
-    assert static == TASK_ROLE_ACTIONS - {"rekognition:DetectFaces", "kms:Decrypt", "kms:GenerateDataKey"}
+    assert static == TASK_ROLE_ACTIONS - gated
 
     task_definition = cfg.resource("aws_ecs_task_definition", "worker")
     assert ref(task_definition["task_role_arn"]) == "aws_iam_role.task.arn"
@@ -668,7 +811,13 @@ def test_task_definition_and_container(cfg: Config) -> None:
     assert "ARM64" in cfg.variables["cpu_architecture"]["validation"][0]["condition"]
     assert "X86_64" in cfg.variables["cpu_architecture"]["validation"][0]["condition"]
     assert {"name": "tmp"} in blocks(task, "volume")
-    assert task["container_definitions"] == "${jsonencode([local.worker_container])}"
+    # The worker container always; the collector sidecar only when metrics_collector = amp.
+    assert task["container_definitions"] == (
+        "${jsonencode(concat([local.worker_container], local.collector_containers))}"
+    )
+    assert cfg.local("collector_containers") == (
+        "${[for container in [local.collector_container] : container if local.amp_enabled]}"
+    )
 
     container = cfg.local("worker_container")
     assert resolved(cfg, container["stopTimeout"]) == 120
@@ -694,7 +843,7 @@ def test_container_environment(cfg: Config) -> None:
         "AWS_REGION",
         "QUEUE_URL",
         "DLQ_URL",
-        "SOURCE_BUCKET",
+        "SOURCE_BUCKETS",
         "OUTPUT_BUCKET",
         "OUTPUT_PREFIX",
         "WORKER_CONCURRENCY",
@@ -710,7 +859,6 @@ def test_container_environment(cfg: Config) -> None:
     }
     assert ref(base["QUEUE_URL"]) == "aws_sqs_queue.jobs.url"
     assert ref(base["DLQ_URL"]) == "aws_sqs_queue.dlq.url"
-    assert ref(base["SOURCE_BUCKET"]) == "aws_s3_bucket.source.bucket"
     assert base["LOG_FORMAT"] == "json"
     assert base["MAGICK_TEMPORARY_PATH"] == "/tmp"
     assert ref(base["OUTPUT_PREFIX"]) == "var.output_prefix"
@@ -724,7 +872,8 @@ def test_container_environment(cfg: Config) -> None:
     # extra_environment may not shadow any of the managed names.
     condition = cfg.variables["extra_environment"]["validation"][0]["condition"]
     forbidden = set(re.findall(r'"([A-Z][A-Z0-9_]*)"', re.search(r"contains\(\[(.*?)\]", condition, re.S).group(1)))
-    assert forbidden == set(base) | {"SSE_KMS_KEY_ID"}
+    # SOURCE_BUCKET is refused too: SOURCE_BUCKETS replaced it, and a stale value must not sneak back in.
+    assert forbidden == set(base) | {"SSE_KMS_KEY_ID", "SOURCE_BUCKET"}
     assert "local.environment" in cfg.local("worker_container")["environment"]
 
     defaults = {name: cfg.variables[name].get("default") for name in cfg.variables}
@@ -736,6 +885,201 @@ def test_container_environment(cfg: Config) -> None:
         assert f'"{detector}"' in cfg.variables["detector"]["validation"][0]["condition"]
     # SIGKILL comes stopTimeout (120 s) after SIGTERM: the grace period must end before it.
     assert condition_upper_bound(cfg, "shutdown_grace_seconds") < resolved(cfg, "${local.stop_timeout_seconds}")
+
+
+def test_task_definition_sets_the_source_bucket_allow_list(tf_files: dict[str, str], cfg: Config) -> None:
+    """The worker takes jobs only from the buckets in SOURCE_BUCKETS (comma-separated): this stack's source bucket."""
+    environment = cfg.local("base_environment")
+    assert ref(environment["SOURCE_BUCKETS"]) == 'aws_s3_bucket.this["source"].bucket'
+    assert "SOURCE_BUCKET" not in environment, "SOURCE_BUCKETS replaced SOURCE_BUCKET"
+    # The environment reaches the worker container of the task definition, as NAME/value pairs.
+    assert "local.base_environment" in cfg.local("managed_environment")
+    assert "local.managed_environment" in cfg.local("environment")
+    container = cfg.local("worker_container")
+    assert re.search(r"for k in sort\(keys\(local\.environment\)\)", container["environment"])
+    assert "local.worker_container" in cfg.resource("aws_ecs_task_definition", "worker")["container_definitions"]
+    # No other place sets the old name: only the extra_environment validation mentions it (to refuse it).
+    mentions = [f for f, text in tf_files.items() for _ in re.finditer(r'"?\bSOURCE_BUCKET\b"?\s*=', text)]
+    assert mentions == [], f"SOURCE_BUCKET is still set in {mentions}"
+    for example in (TF_DIR / "examples").glob("*.tfvars"):
+        extra = parse_text(example.read_text()).get("extra_environment", {})
+        assert not {"SOURCE_BUCKET", "SOURCE_BUCKETS"} & set(extra), example.name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics on ECS: ADOT collector sidecar -> Amazon Managed Service for Prometheus (metrics.tf)
+# ---------------------------------------------------------------------------------------------------------
+
+COLLECTOR_TEMPLATE = TF_DIR / "templates" / "adot-config.yaml"
+TEMPLATE_TOKEN = re.compile(r"\$\$\{|%%\{|\$\{\s*([A-Za-z_]\w*)\s*\}|\$\{|%\{")
+
+
+def render_template(text: str, values: dict[str, Any]) -> str:
+    """Terraform's templatefile() for templates made of plain ${name} interpolations ($${ and %%{ escape)."""
+
+    def replace(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token in ("$${", "%%{"):
+            return token[1:]
+        name = m.group(1)
+        assert name, f"unsupported template expression at offset {m.start()}: {text[m.start() : m.start() + 30]!r}"
+        assert name in values, f"template variable {name} is not given"
+        return str(values[name])
+
+    return TEMPLATE_TOKEN.sub(replace, text)
+
+
+def template_variables(text: str) -> set[str]:
+    return {m.group(1) for m in TEMPLATE_TOKEN.finditer(text) if m.group(1)}
+
+
+def templatefile_call(expression: str) -> tuple[str, dict[str, str]]:
+    """Template path (relative to the module) and arguments of the templatefile() call in an expression."""
+    match = re.search(r'templatefile\("\$\{path\.module\}/([\w./-]+)", \{(.*?)\}\)', expression)
+    assert match, f"no templatefile(path.module/..., {{...}}) in {expression!r}"
+    arguments = dict(re.findall(r'(\w+) = ("[^"]*"|[\w.]+)', match.group(2)))
+    assert len(arguments) == match.group(2).count(" = "), f"cannot read the arguments {match.group(2)!r}"
+    return match.group(1), arguments
+
+
+SAMPLE_COLLECTOR_VALUES = {
+    "job_name": "faceblur-worker",
+    "metrics_port": 9102,
+    "scrape_interval_seconds": 30,
+    "remote_write_endpoint": "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-0123/api/v1/remote_write",
+    "region": "eu-west-1",
+}
+
+
+def test_template_renderer_substitutes_and_refuses_directives() -> None:
+    assert render_template("a: ${x}\nb: $${y}\n", {"x": 1}) == "a: 1\nb: ${y}\n"
+    with pytest.raises(AssertionError, match="not given"):
+        render_template("${missing}", {})
+    with pytest.raises(AssertionError, match="unsupported"):
+        render_template("%{ if x }y%{ endif }", {"x": True})
+    with pytest.raises(AssertionError, match="unsupported"):
+        render_template("${upper(x)}", {"x": "a"})
+
+
+def test_metrics_collector_is_optional(cfg: Config) -> None:
+    variable = cfg.variables["metrics_collector"]
+    assert variable["default"] == "none"
+    assert re.search(r'contains\(\["none", "amp"\], var\.metrics_collector\)', variable["validation"][0]["condition"])
+    assert cfg.local("amp_enabled") == '${var.metrics_collector == "amp"}'
+    # A new workspace unless an existing one is named; never both, neither when off.
+    workspace = cfg.resource("aws_prometheus_workspace", "worker")
+    assert workspace["count"] == "${local.amp_enabled && var.amp_workspace_id == null ? 1 : 0}"
+    existing = cfg.datasource("aws_prometheus_workspace", "existing")
+    assert existing["count"] == "${local.amp_enabled && var.amp_workspace_id != null ? 1 : 0}"
+    assert ref(existing["workspace_id"]) == "var.amp_workspace_id"
+    assert cfg.variables["amp_workspace_id"]["default"] is None
+    for attribute, local_name in (("arn", "amp_workspace_arn"), ("prometheus_endpoint", "amp_workspace_endpoint")):
+        assert cfg.local(local_name) == (
+            f"${{try(aws_prometheus_workspace.worker[0].{attribute}, "
+            f"data.aws_prometheus_workspace.existing[0].{attribute}, null)}}"
+        )
+    assert cfg.local("amp_remote_write_url") == (
+        '${local.amp_enabled ? "${trimsuffix(local.amp_workspace_endpoint, "/")}/api/v1/remote_write" : null}'
+    )
+    assert "local.amp_workspace_arn" in cfg.outputs["amp_workspace_arn"]["value"]
+
+
+def test_collector_sidecar_container(cfg: Config) -> None:
+    collector = cfg.local("collector_container")
+    assert collector["name"] == "${local.collector_container_name}"
+    assert cfg.local("collector_container_name") != cfg.local("container_name")
+    assert ref(collector["image"]) == "var.metrics_collector_image"
+    assert not cfg.variables["metrics_collector_image"]["default"].endswith(":latest")
+    assert "aws-otel-collector:v" in cfg.variables["metrics_collector_image"]["default"]
+    assert collector["essential"] is False, "losing metrics must not stop photo processing"
+    assert collector["readonlyRootFilesystem"] is True
+    assert collector["environment"] == [{"name": "AOT_CONFIG_CONTENT", "value": "${local.collector_config}"}]
+    assert collector["healthCheck"]["command"] == ["CMD", "/healthcheck"]
+    # Logs go to the worker's log group, under their own stream prefix.
+    logs = collector["logConfiguration"]
+    assert logs["logDriver"] == "awslogs"
+    assert ref(logs["options"]["awslogs-group"]) == "aws_cloudwatch_log_group.worker.name"
+    worker_logs = cfg.local("worker_container")["logConfiguration"]["options"]
+    assert logs["options"]["awslogs-stream-prefix"] != worker_logs["awslogs-stream-prefix"]
+    # The worker starts after the collector and (reversed on shutdown) stops before it.
+    assert cfg.local("worker_container")["dependsOn"] == (
+        '${local.amp_enabled ? [{containerName = local.collector_container_name, condition = "START"}] : null}'
+    )
+
+
+@pytest.mark.parametrize(("task_cpu", "task_memory"), [(256, 1024), (1024, 2048), (4096, 8192)])
+@pytest.mark.parametrize("enabled", [False, True])
+def test_collector_and_worker_share_the_task_size(cfg: Config, enabled: bool, task_cpu: int, task_memory: int) -> None:
+    collector = cfg.local("collector_container")
+    assert ref(collector["cpu"]) == "var.metrics_collector_cpu"
+    assert ref(collector["memory"]) == "var.metrics_collector_memory"  # a hard limit
+    assert cfg.local("collector_cpu") == "${local.amp_enabled ? var.metrics_collector_cpu : 0}"
+    assert cfg.local("collector_memory") == "${local.amp_enabled ? var.metrics_collector_memory : 0}"
+    collector_cpu = cfg.variables["metrics_collector_cpu"]["default"] if enabled else 0
+    collector_memory = cfg.variables["metrics_collector_memory"]["default"] if enabled else 0
+    worker = cfg.local("worker_container")
+    values = {
+        "var.task_cpu": task_cpu,
+        "var.task_memory": task_memory,
+        "local.collector_cpu": collector_cpu,
+        "local.collector_memory": collector_memory,
+    }
+    worker_cpu = evaluate_arithmetic(worker["cpu"], values)
+    worker_memory = evaluate_arithmetic(worker["memoryReservation"], values)
+    assert worker_cpu + collector_cpu == task_cpu
+    assert worker_memory + collector_memory == task_memory
+    # The precondition keeps the worker at least half the CPU and 512 MiB.
+    task = cfg.resource("aws_ecs_task_definition", "worker")
+    conditions = [p["condition"] for p in blocks(blocks(task, "lifecycle")[0], "precondition")]
+    assert "${local.collector_cpu * 2 <= var.task_cpu && var.task_memory - local.collector_memory >= 512}" in conditions
+    assert worker_cpu >= task_cpu / 2
+    assert worker_memory >= 512
+
+
+def test_collector_template_gets_exactly_its_variables(cfg: Config) -> None:
+    expression = cfg.local("collector_config")
+    assert expression.startswith("${local.amp_enabled ? templatefile(")
+    assert expression.endswith(") : null}")
+    path, arguments = templatefile_call(expression)
+    assert TF_DIR / path == COLLECTOR_TEMPLATE
+    assert set(arguments) == template_variables(COLLECTOR_TEMPLATE.read_text()) == set(SAMPLE_COLLECTOR_VALUES)
+    assert arguments["metrics_port"] == "var.metrics_port"
+    assert arguments["scrape_interval_seconds"] == "var.metrics_scrape_interval_seconds"
+    assert arguments["remote_write_endpoint"] == "local.amp_remote_write_url"
+    assert arguments["region"] == "var.aws_region"
+    assert arguments["job_name"] == '"faceblur-worker"'
+
+
+def test_collector_config_scrapes_the_worker_and_remote_writes_to_amp() -> None:
+    rendered = render_template(COLLECTOR_TEMPLATE.read_text(), SAMPLE_COLLECTOR_VALUES)
+    config = yaml.safe_load(rendered)
+
+    (scrape,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert scrape["job_name"] == "faceblur-worker"
+    assert scrape["metrics_path"] == "/metrics"
+    assert scrape["static_configs"] == [{"targets": ["127.0.0.1:9102"]}]
+    assert scrape["scrape_interval"] == "30s"
+
+    exporter = config["exporters"]["prometheusremotewrite"]
+    assert exporter["endpoint"] == SAMPLE_COLLECTOR_VALUES["remote_write_endpoint"]
+    assert exporter["auth"] == {"authenticator": "sigv4auth"}
+    # Every task scrapes 127.0.0.1: the ECS metadata labels keep the tasks' series apart.
+    assert exporter["resource_to_telemetry_conversion"] == {"enabled": True}
+    assert "ecs" in config["processors"]["resourcedetection"]["detectors"]
+    assert config["extensions"]["sigv4auth"] == {"region": "eu-west-1", "service": "aps"}
+
+    service = config["service"]
+    metrics = service["pipelines"]["metrics"]
+    assert metrics["receivers"] == ["prometheus"]
+    assert metrics["exporters"] == ["prometheusremotewrite"]
+    assert metrics["processors"][0] == "memory_limiter", "the memory limiter comes first"
+    assert metrics["processors"][-1] == "batch"
+    assert set(service["pipelines"]) == {"metrics"}
+    # What the pipeline names is defined, and what is defined is used (the collector refuses the former).
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(metrics[kind]) == set(config[kind]), kind
+    assert set(service["extensions"]) == set(config["extensions"]) == {"health_check", "sigv4auth"}
+    assert "${" not in rendered
 
 
 def test_service(cfg: Config) -> None:
@@ -850,6 +1194,86 @@ def test_queue_alarms(cfg: Config) -> None:
     for alarm in (dlq, age):
         assert ref(alarm["alarm_actions"]) == "local.alarm_actions"
     assert "var.alarm_sns_topic_arn" in cfg.local("alarm_actions")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dashboard
+# ---------------------------------------------------------------------------------------------------------
+
+DIMENSION_REFERENCE = re.compile(r"\$\{(aws_\w+)\.(\w+)\.name\}")
+
+
+def dashboard_metrics(cfg: Config, widget: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, metric, dimensions) of each row of a metric widget ([ns, name, dim, value, ..., {options}])."""
+    rows = []
+    for row in widget["properties"]["metrics"]:
+        assert isinstance(row, list), f"metric rows are written out, not computed: {row!r}"
+        fields = row[:-1] if isinstance(row[-1], dict) else row
+        assert len(fields) >= 2, row
+        assert len(fields) % 2 == 0, f"dimension without a value in {row!r}"
+        namespace, metric, *pairs = fields
+        dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        for value in dimensions.values():
+            # A reference to a declared resource's name: the dashboard follows name_prefix.
+            match = DIMENSION_REFERENCE.fullmatch(value)
+            assert match, f"{metric}: dimension value {value!r} is not a resource name reference"
+            assert match.group(2) in cfg.resources.get(match.group(1), {}), f"{value} is not declared"
+        rows.append((namespace, metric, dimensions))
+    return rows
+
+
+def test_dashboard_shows_queues_and_service(cfg: Config) -> None:
+    dashboard = cfg.resource("aws_cloudwatch_dashboard", "worker")
+    assert dashboard["dashboard_name"] == "${local.name}-worker"
+    assert dashboard["dashboard_body"] == "${jsonencode({widgets = local.dashboard_widgets})}"
+    widgets = cfg.local("dashboard_widgets")
+
+    shown: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for widget in widgets:
+        if widget["type"] != "metric":
+            continue
+        properties = widget["properties"]
+        assert ref(properties["region"]) == "var.aws_region"
+        assert properties["title"]
+        assert properties["stat"] in ("Maximum", "Average", "Sum")
+        for namespace, metric, dimensions in dashboard_metrics(cfg, widget):
+            shown.setdefault((namespace, metric), []).append(dimensions)
+
+    jobs = {"QueueName": "${aws_sqs_queue.jobs.name}"}
+    dlq = {"QueueName": "${aws_sqs_queue.dlq.name}"}
+    service = {"ClusterName": "${aws_ecs_cluster.this.name}", "ServiceName": "${aws_ecs_service.worker.name}"}
+    assert jobs in shown[("AWS/SQS", "ApproximateNumberOfMessagesVisible")], "job queue depth"
+    assert dlq in shown[("AWS/SQS", "ApproximateNumberOfMessagesVisible")], "DLQ depth"
+    assert shown[("AWS/SQS", "ApproximateAgeOfOldestMessage")] == [jobs]
+    assert shown[("AWS/ECS", "CPUUtilization")] == [service]
+    assert shown[("AWS/ECS", "MemoryUtilization")] == [service]
+    assert shown[("ECS/ContainerInsights", "RunningTaskCount")] == [service]
+
+    # The widgets fit the 24-column grid without overlapping.
+    cells: set[tuple[int, int]] = set()
+    for widget in widgets:
+        assert widget["x"] >= 0, widget
+        assert widget["x"] + widget["width"] <= 24, widget
+        area = {
+            (x, y)
+            for x in range(widget["x"], widget["x"] + widget["width"])
+            for y in range(widget["y"], widget["y"] + widget["height"])
+        }
+        assert not cells & area, f"{widget['type']} widget at ({widget['x']}, {widget['y']}) overlaps another"
+        cells |= area
+
+
+def test_dashboard_says_where_the_worker_metrics_are(cfg: Config) -> None:
+    (text,) = [w for w in cfg.local("dashboard_widgets") if w["type"] == "text"]
+    markdown = text["properties"]["markdown"]
+    assert markdown == "${local.amp_enabled ? local.dashboard_worker_metrics_amp : local.dashboard_worker_metrics_none}"
+    amp = re.sub(r"\s+", " ", cfg.local("dashboard_worker_metrics_amp"))
+    assert "Amazon Managed Service for Prometheus" in amp
+    assert "CloudWatch dashboards cannot query AMP" in amp
+    assert "amp_query_url" in amp
+    assert "amp_query_url" in cfg.outputs
+    none = re.sub(r"\s+", " ", cfg.local("dashboard_worker_metrics_none"))
+    assert "port ${var.metrics_port}" in none
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -41,6 +41,13 @@ min_capacity            = 0
 max_capacity            = 10
 target_backlog_per_task = 20
 
+# Worker metrics from ECS: "none", or "amp" for the ADOT collector sidecar writing to Amazon Managed Service
+# for Prometheus (a new workspace, or an existing one with amp_workspace_id). The sidecar's share comes out
+# of task_cpu/task_memory.
+metrics_collector               = "none"
+metrics_scrape_interval_seconds = 30
+# amp_workspace_id              = "ws-12345678-abcd-1234-abcd-123456789012"
+
 oldest_message_age_alarm_seconds = 900
 alarm_sns_topic_arn              = "arn:aws:sns:eu-west-1:123456789012:faceblur-alarms"
 
