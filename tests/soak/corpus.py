@@ -68,6 +68,16 @@ def _encoded(img: Image.Image, fmt: str, **kw: Any) -> bytes:
     return buf.getvalue()
 
 
+def _zeros(n: int) -> bytes:
+    z = zlib.compressobj(9)
+    return b"".join(z.compress(bytes(1 << 20)) for _ in range(n >> 20)) + z.flush()
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return png[:33] + chunk + png[33:]  # right after IHDR
+
+
 def bad_uploads(sample_jpeg: bytes, sample_png: bytes, max_object_bytes: int, rng: random.Random) -> list[Item]:
     """At least 20 kinds of invalid upload; every one must end in the DLQ with a reason and no output."""
     corrupt = bytearray(sample_jpeg)
@@ -116,6 +126,17 @@ def bad_uploads(sample_jpeg: bytes, sample_png: bytes, max_object_bytes: int, rn
             ".webp",
             b"RIFF\x00\x00\x00\x00WEBP" + bytes(rng.randrange(256) for _ in range(512)),
         ),
+        # Issue 10's classes: ancillary-data bombs, animation a viewer would play, a scan bomb.
+        "png_ztxt_bomb_1gib": (
+            ".png",
+            _with_chunk(sample_png, b"zTXt", b"Raw profile type exif\0\0" + _zeros(1 << 30)),
+        ),
+        "png_iccp_bomb": (".png", _with_chunk(sample_png, b"iCCP", b"icc\0\0" + _zeros(64 << 20))),
+        "apng_second_frame": (".png", _with_chunk(sample_png, b"acTL", struct.pack(">II", 2, 0))),
+        "jpeg_comment_flood": (
+            ".jpg",
+            sample_jpeg[:2] + (b"\xff\xfe" + struct.pack(">H", 65002) + bytes(65000)) * 160 + sample_jpeg[2:],
+        ),
     }
     return [Item(f"bad/{kind}{ext}", kind, DLQ, data=data) for kind, (ext, data) in kinds.items()]
 
@@ -127,6 +148,8 @@ def bad_messages(source_bucket: str, max_object_bytes: int) -> list[Item]:
     no_s3 = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]})
     bad_escape = s3_event(s3_record(source_bucket, "x", "0" * 32, 10)).replace('"key": "x"', '"key": "%ZZ%"')
     removed = s3_event(s3_record(source_bucket, "gone.jpg", "0" * 32, 10, event_name="ObjectRemoved:Delete"))
+    foreign = s3_event(s3_record("someone-elses-bucket", "photo.jpg", "0" * 32, 10))
+    arn = s3_event(s3_record("arn:aws:s3:us-east-1:123456789012:accesspoint/ap", "photo.jpg", "0" * 32, 10))
     bodies = {
         "body_not_json": (DLQ, "this is not json {"),
         "body_json_array": (DLQ, "[1, 2, 3]"),
@@ -139,6 +162,8 @@ def bad_messages(source_bucket: str, max_object_bytes: int) -> list[Item]:
         "body_whitespace": (DLQ, "   "),
         "event_for_missing_object": (DLQ, missing),
         "event_declaring_oversize_object": (DLQ, lying_size),
+        "event_for_a_foreign_bucket": (DLQ, foreign),
+        "event_with_an_arn_as_bucket": (DLQ, arn),
         "s3_test_event": (IGNORED, json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"})),
         "object_removed_event": (IGNORED, removed),
     }
