@@ -104,3 +104,25 @@ def test_a_policy_that_only_denies_mvg_is_refused_at_start(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "REFUSED" in out.stdout, out.stdout + out.stderr
     assert "is not refused" in out.stdout
+
+
+def test_matrix_profiles_are_converted_like_littlecms_does():
+    """The worker's own conversion (tone curve, matrix, P3 curve) against LittleCMS through Pillow."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+    from PIL import ImageCms
+
+    rgb = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for profile in (test_icc.adobe_rgb(), test_icc.display_p3()):
+        ours = icc.to_p3(rgb, icc.matrix_trc(profile))
+        lcms = ImageCms.buildTransform(
+            ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+            ImageCms.ImageCmsProfile(io.BytesIO(icc.canonical("p3"))),
+            "RGB",
+            "RGB",
+        )
+        expected = np.asarray(ImageCms.applyTransform(PILImage.fromarray(rgb), lcms))
+        assert np.abs(ours.astype(int) - expected).max() <= 1
+    assert icc.matrix_trc(b"not a profile" * 20) is None

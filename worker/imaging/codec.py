@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,33 +192,49 @@ def _manage_colour(img: Image, header: Inspection) -> str | None:
     known = icc.colour_space(source) if img.colorspace != "cmyk" else None
     if known is not None:
         return None if known == "srgb" else known
-    # Unknown or suspicious: render through it, as a viewer would. A profile LittleCMS cannot use is what most
-    # viewers ignore too: the pixels are then taken as they are (and the profile is not written).
-    if apply_profile(img, source, icc.canonical("p3")):
+    # Unknown or suspicious: render through it, as a viewer would. Matrix/TRC profiles (nearly all of them) are
+    # converted here; others by LittleCMS. A profile neither can use is what viewers ignore too: the pixels are
+    # then taken as they are (and the profile is not written).
+    shape = icc.matrix_trc(source) if img.colorspace not in ("cmyk", "gray") else None
+    if shape is not None:
+        _convert_rows(img, lambda rgb: icc.to_p3(rgb, shape))
+        return "p3"
+    if img.colorspace != "gray" and apply_profile(img, source, icc.canonical("p3")):
         return "p3"
     if img.colorspace == "cmyk":
         img.transform_colorspace("srgb")
     return None
 
 
-def normalise_alpha(img: Image) -> None:
-    """Colour quantised to what alpha lets a viewer see: a pixel of alpha a keeps only round(c * a / 255)
-    (premultiplied, 8-bit), stored back as the colour that renders to it. Transparent pixels become black, and
-    at alpha a each channel takes at most a + 1 values: nothing hidden under transparency survives."""
+def _convert_rows(img: Image, convert: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Replace the colour of the 8-bit pixels (RGB, or RGBA with alpha: convert sees it, alpha is kept) by
+    convert(pixels), a strip of rows at a time (bounded memory)."""
     w, h = img.size
+    layout = b"RGBA" if img.alpha_channel else b"RGB"  # importing RGBA would give an opaque image an alpha channel
     step = max(1, STRIP_ROWS_PIXELS // w)
     for y in range(0, h, step):
         rows = min(step, h - y)
-        px = np.empty((rows, w, 4), np.uint8)
-        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, b"RGBA", 1, px.ctypes.data):
+        px = np.empty((rows, w, len(layout)), np.uint8)
+        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, layout, 1, px.ctypes.data):
             img.raise_exception()
             raise CorruptImage("could not read pixels")
-        a = px[:, :, 3:].astype(np.uint32)
-        shown = (px[:, :, :3] * a + 127) // 255
-        px[:, :, :3] = np.where(a > 0, (shown * 255 + a // 2) // np.maximum(a, 1), 0)
-        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, b"RGBA", 1, px.ctypes.data):
+        px[:, :, :3] = convert(px)
+        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, layout, 1, px.ctypes.data):
             img.raise_exception()
             raise CorruptImage("could not write pixels")
+
+
+def shown_colour(rgba: np.ndarray) -> np.ndarray:
+    """Colour quantised to what alpha lets a viewer see: a pixel of alpha a keeps only round(c * a / 255)
+    (premultiplied, 8-bit), stored back as the colour that renders to it. Transparent pixels become black, and
+    at alpha a each channel takes at most a + 1 values: nothing hidden under transparency survives."""
+    a = rgba[..., 3:].astype(np.uint32)
+    shown = (rgba[..., :3] * a + 127) // 255
+    return np.where(a > 0, (shown * 255 + a // 2) // np.maximum(a, 1), 0)
+
+
+def normalise_alpha(img: Image) -> None:
+    _convert_rows(img, shown_colour)
 
 
 def encode(photo: Photo, settings: ImageSettings) -> bytes:

@@ -218,6 +218,56 @@ def colour_space(icc: bytes) -> str | None:
     return None
 
 
+# -- converting a matrix/TRC profile's pixels to Display P3 (what LittleCMS does for these profiles, 5-10x faster) ----
+P3_ENCODE_STEPS = 4096  # linear light quantised this finely before the tone curve: far below an 8-bit level
+
+
+def matrix_trc(icc: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """(3x3 colorant matrix, 3x256 tone-curve table at the 8-bit levels) of an RGB matrix/TRC profile; None for
+    any other shape (lookup tables, grey, CMYK, unreadable), which LittleCMS then converts."""
+    try:
+        space, tags = _tags(icc)
+        if space != b"RGB " or _LUT_TAGS & tags.keys():
+            return None
+        x = np.linspace(0.0, 1.0, 256)
+        curves = np.stack([np.clip(curve(tags[s], x), 0.0, 1.0) for s in (b"rTRC", b"gTRC", b"bTRC")])
+        matrix = np.column_stack([_read_xyz(tags[s]) for s in (b"rXYZ", b"gXYZ", b"bXYZ")])
+    except (KeyError, ProfileError, struct.error, ValueError, FloatingPointError):
+        return None
+    if not np.all(np.isfinite(curves)) or not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-6:
+        return None
+    return matrix, curves
+
+
+@cache
+def _p3_encode_table() -> np.ndarray:
+    """Linear light (P3_ENCODE_STEPS steps) -> 8-bit P3 value through the sRGB tone curve P3 uses."""
+    linear = np.linspace(0.0, 1.0, P3_ENCODE_STEPS)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+    return np.round(np.clip(encoded, 0, 1) * 255).astype(np.uint8)
+
+
+def to_p3(rgb: np.ndarray, profile: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """8-bit pixels (..., >= 3 channels; the first three converted) in the profile's space -> 8-bit Display P3
+    RGB (relative colorimetric, clipped): tone curve to linear light, one 3x3 matrix, P3's tone curve back.
+    One output channel at a time, as multiply-adds on whole arrays: ~25 ns a pixel."""
+    matrix, curves = profile
+    scale = np.float32(P3_ENCODE_STEPS - 1)
+    to_p3_matrix = (np.linalg.inv(colorants(P3_PRIMARIES)) @ matrix).astype(np.float32) * scale
+    tables = curves.astype(np.float32)
+    linear = [np.take(tables[c], rgb[..., c]) for c in range(3)]
+    encode = _p3_encode_table()
+    out = np.empty((*rgb.shape[:-1], 3), np.uint8)
+    for c in range(3):
+        acc = linear[0] * to_p3_matrix[c, 0]
+        acc += linear[1] * to_p3_matrix[c, 1]
+        acc += linear[2] * to_p3_matrix[c, 2]
+        np.clip(acc, 0, scale, out=acc)
+        acc += 0.5
+        out[..., c] = np.take(encode, acc.astype(np.uint16))
+    return out
+
+
 def png_gamma_is_srgb(gamma: float, chromaticities: tuple[float, ...] | None) -> bool:
     """gAMA 1/2.2 with sRGB's (or no) cHRM: what most PNG writers put beside sRGB data. Viewers render it within
     a level or two of sRGB, too little to hide anything in."""
