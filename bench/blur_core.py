@@ -968,15 +968,17 @@ def targets(data: dict[str, Any]) -> str:
             ]
         )
     timing = data.get("timing", {}).get("sizes", {})
+    # Issue 11: redaction has one path, easy to check, and need not stay at its old 0.2-0.5x (detection is ~30x
+    # larger); at 2 and 12 MP it stays within the decode+encode floor.
     for size, t in timing.items():
         for metric in ("wall", "cpu"):
             r = t["ratios"].get(f"{metric}: ours blur stage / floor")
             if r:
                 rows.append(
                     [
-                        f"{size}: blur stage <= 0.5x decode+encode floor ({metric})",
+                        f"{size}: blur stage <= 1.0x decode+encode floor ({metric})",
                         fmt_ratio(r),
-                        verdict(r["median"] <= 0.5),
+                        verdict(r["median"] <= 1.0),
                     ]
                 )
     if "12MP" in timing:

@@ -97,11 +97,6 @@ class Photo:
             self.input_seconds += time.perf_counter() - start
         return self._arrays[key]
 
-    def shrunk_copies(self) -> list[np.ndarray]:
-        """The detector inputs made so far of an opaque photo: uint8 RGB of the whole upright photo, box-shrunk.
-        Redaction takes large regions' cell means from them instead of reading the pixels back."""
-        return [] if self.has_alpha else [rgb for rgb, _ in self._arrays.values()]
-
 
 @dataclass(frozen=True, slots=True)
 class View:
