@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV = ROOT.parent / "shared" / "faces" / "dev"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.helpers.evalset import DEV  # noqa: E402
 from tests.helpers.moto import moto_server_process  # noqa: E402
 from tests.helpers.net import answers, free_port  # noqa: E402
 from tests.integration.integration_support import metric, metric_total, parse_metrics  # noqa: E402

@@ -7,13 +7,14 @@ import os
 
 import pytest
 
-from tests.soak.harness import DEV, SoakConfig, report_md, run
+from tests.helpers.evalset import require_dev_set
+from tests.soak.harness import SoakConfig, report_md, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
 
 def test_short_chaos_soak_loses_nothing_and_leaks_nothing(tmp_path):
-    assert (DEV / "annotations.json").is_file(), f"the face evaluation set is missing at {DEV}"
+    require_dev_set()
     cfg = SoakConfig(uploads=int(os.environ.get("SOAK_SHORT_UPLOADS", "150")))
     result = run(cfg, tmp_path)
     print(report_md(result, "short soak in the test suite", f"{os.cpu_count()} cores"))
