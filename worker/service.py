@@ -18,7 +18,6 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_ex
 from worker.aws import client
 from worker.config import Settings
 from worker.consumer.loop import Consumer
-from worker.consumer.policy import recursion_risk
 from worker.consumer.sqs import Queue
 from worker.runtime import StartupError, memory_budget, start
 from worker.storage import OutputTarget, Storage
@@ -78,6 +77,26 @@ def _resolve_queues(sqs: Any, settings: Settings) -> tuple[Queue, Queue, str]:
             "photos that can never be processed would loop forever"
         )
     return source, Queue(sqs, dlq_url), attrs["QueueArn"]
+
+
+def recursion_risk(notification: dict[str, Any], queue_arn: str, output_prefix: str) -> str | None:
+    """Would writing outputs (keys = output_prefix + source key) into the bucket with this notification
+    configuration send new ObjectCreated events to our queue? Returns why, or None when safe."""
+    for conf in notification.get("QueueConfigurations", []):
+        if conf.get("QueueArn") != queue_arn:
+            continue
+        if not any(e.startswith(("s3:ObjectCreated:", "s3:*")) for e in conf.get("Events", [])):
+            continue
+        rules = conf.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+        prefix = next((r.get("Value", "") for r in rules if r.get("Name", "").lower() == "prefix"), "")
+        if not output_prefix:
+            return "outputs are written under the same keys into a bucket that notifies this queue"
+        if not prefix or output_prefix.startswith(prefix) or prefix.startswith(output_prefix):
+            return (
+                f"outputs under prefix {output_prefix!r} match the bucket's notification prefix filter "
+                f"{prefix!r} for this queue"
+            )
+    return None
 
 
 def check_recursion(s3: Any, settings: Settings, queue_arn: str) -> None:

@@ -5,6 +5,7 @@ Rekognition endpoint (worker.fakes.rekognition); nothing patches boto3."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import struct
 import zlib
@@ -28,8 +29,8 @@ from worker.detect.rekognition import (
     RekognitionDetector,
     RekognitionRefused,
     Request,
+    as_failure,
     build_request,
-    classify,
     faces_from_response,
     make_client,
     map_box,
@@ -128,7 +129,13 @@ def client_error(code: str, status: int = 400) -> ClientError:
     ],
 )
 def test_error_classification(exc, kind):
-    assert classify(exc) == kind
+    failure = as_failure(exc)
+    if kind == "permanent":  # e.g. InvalidImageFormatException -> rekognition_invalid_image_format
+        code = exc.response["Error"]["Code"].removesuffix("Exception")
+        assert failure.reason == "rekognition_" + re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()
+    else:
+        assert failure.reason == {"retry": "rekognition_unavailable", "fail": "detection_failed"}[kind]
+    assert isinstance(failure, PermanentError) == (kind == "permanent")
     assert retryable(exc) == (kind == "retry")
 
 

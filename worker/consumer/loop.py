@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.admission import MemoryBudget
 from worker.config import Settings
-from worker.consumer import policy
+from worker.consumer.settlement import Action, MessageOutcome, Settlement, retry_delay
 from worker.consumer.sqs import Message, Queue
 from worker.detect import Detector
 from worker.errors import ForeignBucket, MalformedMessage
@@ -30,16 +30,6 @@ from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics
 
 log = logs.get("worker.consumer")
-
-
-@dataclass(slots=True)
-class Settlement:
-    message: Message
-    action: str  # "delete" | "retry" | "dlq"
-    outcome: str  # metric label: done, ignored, retried, dead_lettered
-    reason: str = ""
-    error: str = ""
-    keys: str = ""
 
 
 class Consumer:
@@ -156,12 +146,12 @@ class Consumer:
 
     # -- one message -------------------------------------------------------------------------------------
     def _work(self, m: Message) -> None:
-        settlement = Settlement(m, "retry", "retried", reason="internal_error", error="unhandled")
+        settlement = Settlement.retry(m, "internal_error", "unhandled")
         try:
             settlement = self.handle(m)
         except BaseException as exc:  # never lose a message to a bug: it goes back to the queue
             log.exception("unexpected error", message_id=m.message_id)
-            settlement = Settlement(m, "retry", "retried", reason=type(exc).__name__, error=str(exc)[:500])
+            settlement = Settlement.retry(m, type(exc).__name__, str(exc))
         finally:
             with self._lock:
                 self._processing.pop(m.receipt, None)
@@ -173,11 +163,11 @@ class Consumer:
             refs = parse_body(m.body)
         except MalformedMessage as exc:
             log.warning("malformed message", message_id=m.message_id, error=str(exc))
-            return Settlement(m, "dlq", "dead_lettered", exc.reason, str(exc))
+            return Settlement.failed(m, exc)
         if not refs:
             log.info("message ignored", message_id=m.message_id, why="test event or no created objects")
-            return Settlement(m, "delete", "ignored")
-        failures: list[tuple[str, str, str]] = []  # (key, reason, error)
+            return Settlement.ignored(m)
+        refused: list[Settlement] = []
         for ref in refs:
             if self._is_own_output(ref.bucket, ref.key):
                 log.warning("ignored our own output", **describe(ref))
@@ -192,29 +182,31 @@ class Consumer:
                 with self._key_locks.hold((ref.bucket, ref.key, ref.version_id, ref.etag)):
                     outcome = process_object(ref, self.storage, self.detector, self.settings, self.budget)
             except Exception as exc:
-                action, reason = policy.classify(exc)
+                settlement = Settlement.failed(m, exc, keys=ref.key)
                 self.metrics.photos.labels("failed").inc()
-                if action == "dlq":
+                if settlement.action is Action.DEAD_LETTER:
                     log.warning(
-                        "photo refused", message_id=m.message_id, reason=reason, error=str(exc), **describe(ref)
+                        "photo refused",
+                        message_id=m.message_id,
+                        reason=settlement.reason,
+                        error=str(exc),
+                        **describe(ref),
                     )
-                    failures.append((ref.key, reason, str(exc)))
+                    refused.append(settlement)
                     continue
                 log.warning(
                     "photo failed, will retry",
                     message_id=m.message_id,
-                    reason=reason,
+                    reason=settlement.reason,
                     error=str(exc),
                     receive_count=m.receive_count,
                     **describe(ref),
                 )
-                return Settlement(m, "retry", "retried", reason, str(exc)[:500])
+                return settlement
             self._record(m, outcome)
-        if failures:
-            _, reason, error = failures[0]
-            keys = ",".join(k for k, _, _ in failures)
-            return Settlement(m, "dlq", "dead_lettered", reason, error[:500], keys=keys)
-        return Settlement(m, "delete", "done")
+        if refused:  # the whole message to the DLQ (intact for a redrive), with the first reason and every key
+            return replace(refused[0], keys=",".join(s.keys for s in refused))
+        return Settlement.done(m)
 
     def _is_own_output(self, bucket: str, key: str) -> bool:
         prefix = self.storage.target.prefix
@@ -267,15 +259,15 @@ class Consumer:
             return not self._unsettled and self._settle_q.empty()
 
     def _settle(self, batch: list[Settlement]) -> None:
-        deletes = [s for s in batch if s.action == "delete"]
+        deletes = [s for s in batch if s.action is Action.DELETE]
         for s in batch:
-            if s.action == "dlq":
+            if s.action is Action.DEAD_LETTER:
                 if self._dead_letter(s):
                     deletes.append(s)
                 else:
-                    s = Settlement(s.message, "retry", "retried", "dlq_send_failed", s.error)
+                    s = Settlement.retry(s.message, "dlq_send_failed", s.error)
                     self._retry(s)
-            elif s.action == "retry":
+            elif s.action is Action.RETRY:
                 self._retry(s)
         failed = {m.receipt for m in self.source.delete([s.message for s in deletes])}
         for s in deletes:
@@ -296,10 +288,10 @@ class Consumer:
             self.source.set_visibility(messages, seconds)
 
     def _retry(self, s: Settlement) -> None:
-        delay = policy.retry_delay(s.message.receive_count, self.svc.retry_base_seconds, self.svc.retry_max_seconds)
+        delay = retry_delay(s.message.receive_count, self.svc.retry_base_seconds, self.svc.retry_max_seconds)
         self._release([s.message], delay)
         self.metrics.retries.labels(s.reason).inc()
-        self.metrics.messages.labels("retried").inc()
+        self.metrics.messages.labels(MessageOutcome.RETRIED).inc()
         log.info(
             "message returned for retry",
             message_id=s.message.message_id,
@@ -339,7 +331,7 @@ class Consumer:
         if not messages:
             return
         self._release(messages, 0)
-        self.metrics.messages.labels("returned_on_shutdown").inc(len(messages))
+        self.metrics.messages.labels(MessageOutcome.RETURNED_ON_SHUTDOWN).inc(len(messages))
         log.info("messages returned to the queue", count=len(messages))
 
     # -- heartbeat and queue depth -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_befo
 
 from worker.config import Settings
 from worker.detect import Detector, Face, Frame
-from worker.errors import DetectionFailed, PermanentError
+from worker.errors import DetectionFailed, FaceblurError, PermanentError
 from worker.geometry import orient_box, union
 from worker.imaging.magick import Image, magick_errors
 from worker.ratelimit import TokenBucket, shared
@@ -107,13 +107,19 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
-def classify(exc: BaseException) -> str:
-    """'retry', 'permanent' or 'fail' (an unknown refusal: not retried here, but the message will be, later)."""
+def as_failure(exc: BaseException, attempts: int = 1, seconds: float = 0.0) -> FaceblurError:
+    """What a DetectFaces error that ended the retries means for the photo: a refusal no retry can change
+    (permanent: DLQ with the code), Rekognition unavailable (retries exhausted: the message is retried later), or
+    an unknown refusal (not retried here, but the message will be, later)."""
+    code = error_code(exc) or type(exc).__name__
+    if code in PERMANENT_CODES:
+        return RekognitionRefused(f"Rekognition refused the image: {code}: {exc}", code)
     if retryable(exc):
-        return "retry"
-    if error_code(exc) in PERMANENT_CODES:
-        return "permanent"
-    return "fail"
+        return DetectionFailed(
+            f"Rekognition DetectFaces failed after {attempts} attempts in {seconds:.1f} s: {code}",
+            reason="rekognition_unavailable",
+        )
+    return DetectionFailed(f"Rekognition DetectFaces failed: {code}: {exc}")
 
 
 # -- what is sent and how the answer maps back ------------------------------------------------------------------------
@@ -291,14 +297,4 @@ class RekognitionDetector:
         except DetectionFailed:
             raise
         except Exception as exc:
-            kind = classify(exc)
-            code = error_code(exc) or type(exc).__name__
-            if kind == "permanent":
-                raise RekognitionRefused(f"Rekognition refused the image: {code}: {exc}", code) from exc
-            if kind == "retry":
-                raise DetectionFailed(
-                    f"Rekognition DetectFaces failed after {attempts} attempts in "
-                    f"{time.monotonic() - started:.1f} s: {code}",
-                    reason="rekognition_unavailable",
-                ) from exc
-            raise DetectionFailed(f"Rekognition DetectFaces failed: {code}: {exc}") from exc
+            raise as_failure(exc, attempts, time.monotonic() - started) from exc

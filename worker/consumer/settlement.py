@@ -1,0 +1,81 @@
+"""What happens to a message, decided in one place (the way dramatiq keeps its retry policy in one middleware).
+
+- A photo stored, or a message with nothing to do: DELETE.
+- An error retrying cannot fix (`PermanentError`: not an image, a bomb, a foreign bucket, a malformed body...):
+  DEAD_LETTER with the error's reason, then delete. If the DLQ send fails, the message is retried instead.
+- Anything else, known or not (S3 or network errors, detection failures, resource exhaustion, bugs): RETRY, back to
+  the queue after `retry_delay`; after the queue's maxReceiveCount SQS's own redrive moves it to the DLQ. Fail
+  closed: no unknown error ever deletes a message.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from worker.consumer.sqs import Message
+from worker.errors import PermanentError
+
+
+class Action(StrEnum):
+    DELETE = "delete"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+
+
+class MessageOutcome(StrEnum):
+    """The `outcome` label of faceblur_messages_total."""
+
+    DONE = "done"
+    IGNORED = "ignored"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+    RETURNED_ON_SHUTDOWN = "returned_on_shutdown"
+
+
+_OUTCOME = {Action.RETRY: MessageOutcome.RETRIED, Action.DEAD_LETTER: MessageOutcome.DEAD_LETTERED}
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    message: Message
+    action: Action
+    outcome: MessageOutcome
+    reason: str = ""
+    error: str = ""
+    keys: str = ""  # the keys that failed, for the DLQ's faceblur-failed-keys attribute
+
+    @classmethod
+    def done(cls, m: Message) -> Settlement:
+        return cls(m, Action.DELETE, MessageOutcome.DONE)
+
+    @classmethod
+    def ignored(cls, m: Message) -> Settlement:
+        return cls(m, Action.DELETE, MessageOutcome.IGNORED)
+
+    @classmethod
+    def failed(cls, m: Message, exc: BaseException, keys: str = "") -> Settlement:
+        action, reason = decide(exc)
+        return cls(m, action, _OUTCOME[action], reason, str(exc)[:500], keys)
+
+    @classmethod
+    def retry(cls, m: Message, reason: str, error: str = "") -> Settlement:
+        return cls(m, Action.RETRY, MessageOutcome.RETRIED, reason, error[:500])
+
+
+def decide(exc: BaseException) -> tuple[Action, str]:
+    """(DEAD_LETTER, reason) for errors retrying cannot fix; (RETRY, reason) for everything else."""
+    if isinstance(exc, PermanentError):
+        return Action.DEAD_LETTER, exc.reason
+    return Action.RETRY, str(getattr(exc, "reason", None) or type(exc).__name__)
+
+
+def retry_delay(receive_count: int, base: int, cap: int, rand: random.Random | None = None) -> int:
+    """Visibility timeout for a retry: exponential in the receive count, with jitter so a burst of failures
+    (an S3 or Rekognition hiccup) does not come back all at once. Between half and all of base * 2^(n-1)."""
+    n = max(1, receive_count)
+    ceiling = min(cap, base * 2 ** min(n - 1, 20))
+    r = rand or random
+    return min(cap, math.ceil(ceiling / 2 + r.random() * ceiling / 2))
