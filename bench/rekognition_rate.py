@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import worker.imaging.magick  # noqa: F401  (before wand)
 from worker.config import RekognitionSettings, Settings
 from worker.detect.rekognition import RekognitionDetector
-from worker.fakes.rekognition import start_fake_rekognition
+from worker.dev.fake_rekognition import start_fake_rekognition
 from worker.imaging import codec
 from worker.runtime import prepare_imaging
 from worker.telemetry.metrics import Metrics

@@ -3,6 +3,7 @@ AWS_ENDPOINT_URL_SQS, profiles...): nothing here invents a parallel mechanism.""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import boto3
@@ -21,6 +22,10 @@ def client(service: str, pool: int = 10) -> Any:
         # Virtual-hosted addressing does not resolve against a local emulator; path style works everywhere.
         s3={"addressing_style": "path"} if service == "s3" else None,
     )
-    # A fresh session per client: it reads the environment (credentials, region, endpoints) at this moment,
-    # which the embedded local stack sets just before.
-    return boto3.session.Session().client(service, config=config)
+    return session().client(service, config=config)
+
+
+def session() -> boto3.session.Session:
+    """A boto3 session reading the environment (credentials, endpoints) at this moment. The botocore we pin reads
+    the region from AWS_DEFAULT_REGION only; ECS, Lambda and our Terraform set AWS_REGION: accept either."""
+    return boto3.session.Session(region_name=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"))

@@ -125,35 +125,25 @@ def catch_early_stop() -> threading.Event:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """The production worker: QUEUE_URL, OUTPUT_BUCKET and SOURCE_BUCKETS are required."""
     early_stop = catch_early_stop()
     from worker.config import from_env
-    from worker.devstack import bootstrap, start_moto, use_endpoint
-    from worker.service import build, install_signal_handlers, with_stack
-    from worker.telemetry import logs
 
     settings = from_env()
-    logs.configure(settings.service.log_format, settings.service.log_level)
     if not settings.service.queue_url:
-        # No QUEUE_URL: run against an embedded local S3 + SQS (no AWS account needed).
-        _server, endpoint = start_moto(args.local_port)
-        use_endpoint(endpoint)
-        if settings.service.detector != "local" and not os.environ.get("AWS_ENDPOINT_URL_REKOGNITION"):
-            # moto has no DetectFaces: the embedded stack answers Rekognition with our fake endpoint
-            # (real JSON protocol; it detects with the local model), optionally throttling.
-            from worker.fakes.rekognition import start_fake_rekognition
-
-            fake = start_fake_rekognition(throttle_rate=args.fake_throttle_rate)
-            os.environ.update(fake.env())
-            print(f"fake Rekognition endpoint at {fake.endpoint}", flush=True)
-        stack = bootstrap()
-        settings = with_stack(settings, stack.queue_url, stack.output_bucket, stack.source_bucket)
-        print(
-            f"embedded local stack at {endpoint} (moto). Upload a photo:\n"
-            f"  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local "
-            f"aws s3 cp photo.jpg s3://{stack.source_bucket}/\n"
-            f"Blurred copies appear in s3://{stack.output_bucket}/ under the same key.",
-            flush=True,
+        raise ConfigError(
+            "QUEUE_URL is not set: `run` needs QUEUE_URL, OUTPUT_BUCKET and SOURCE_BUCKETS "
+            "(for a local stack without AWS, in a development install: python -m worker local)"
         )
+    return serve(settings, early_stop)
+
+
+def serve(settings: Any, early_stop: threading.Event) -> int:
+    """Build the service from `settings` and run it until SIGTERM (shared by `run` and the dev stack's `local`)."""
+    from worker.service import build, install_signal_handlers
+    from worker.telemetry import logs
+
+    logs.configure(settings.service.log_format, settings.service.log_level)
     service = build(settings)
     if early_stop.is_set():
         print("stop signal during start-up: exiting without taking any work", file=sys.stderr, flush=True)
@@ -171,7 +161,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Create the buckets, queue, DLQ and notification on the configured endpoint (compose's init step)."""
     from tenacity import retry, stop_after_delay, wait_fixed
 
-    from worker.devstack import Names, bootstrap
+    from worker.bootstrap import Names, bootstrap
 
     if not (os.environ.get("AWS_ENDPOINT_URL") or args.yes):
         print(
@@ -210,10 +200,27 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
         return 1
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import run
+def development(name: str) -> Any:
+    """A module of worker.dev (the moto stack, the demo, the fake Rekognition), absent from the container image."""
+    import importlib
 
-    return run(args.out)
+    try:
+        return importlib.import_module(f"worker.dev.{name}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"development commands are not part of this installation ({exc.name} is missing): "
+            "use a development checkout (make install)"
+        ) from None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return int(development("demo").run(args.out))
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    early_stop = catch_early_stop()
+    settings = development("local").start(args.port, args.fake_throttle_rate)
+    return serve(settings, early_stop)
 
 
 def _positive(text: str) -> int:
@@ -233,15 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     blur.add_argument("--report", type=Path, help="write a JSON report: faces, stage timings, errors")
     blur.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="photos processed at once")
     blur.set_defaults(func=cmd_blur)
-    run = sub.add_parser("run", help="the SQS worker (without QUEUE_URL: on an embedded local S3 + SQS)")
-    run.add_argument("--local-port", type=int, default=0, help="port of the embedded moto server (0 = any)")
-    run.add_argument(
+    run = sub.add_parser("run", help="the SQS worker (needs QUEUE_URL, OUTPUT_BUCKET, SOURCE_BUCKETS)")
+    run.set_defaults(func=cmd_run)
+    local = sub.add_parser("local", help="development: the worker on an embedded local S3 + SQS (moto), no AWS")
+    local.add_argument("--port", type=int, default=0, help="port of the embedded moto server (0 = any)")
+    local.add_argument(
         "--fake-throttle-rate",
         type=float,
         default=0.0,
-        help="embedded stack with DETECTOR=rekognition|both: share of DetectFaces calls throttled",
+        help="with DETECTOR=rekognition|both: share of the fake DetectFaces endpoint's calls throttled",
     )
-    run.set_defaults(func=cmd_run)
+    local.set_defaults(func=cmd_local)
     demo = sub.add_parser("demo", help="local stack end to end: upload sample photos, collect outputs in ./out")
     demo.add_argument("--out", type=Path, default=Path("out"))
     demo.set_defaults(func=cmd_demo)

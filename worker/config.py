@@ -22,6 +22,11 @@ _UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, 
 _BUCKET_NAME = re.compile(r"^(?!xn--|sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# scheme://host[:port]/account/queue-name: AWS (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and local emulators.
+_QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+
+
 def is_bucket_name(name: str) -> bool:
     """S3's naming rules for general-purpose buckets: 3-63 lowercase letters, digits, dots and hyphens, starting
     and ending with a letter or digit, not an IP address. An ARN or an access point alias is not a name."""
@@ -322,6 +327,14 @@ def validate(s: Settings) -> None:
     _check(v.stuck_seconds > v.wait_seconds, "service", "stuck_seconds", "longer than SQS_WAIT_SECONDS")
     _check(v.startup_wait_seconds >= 0, "service", "startup_wait_seconds", ">= 0")
     _check(v.log_format in {"json", "console", "auto"}, "service", "log_format", "json, console or auto")
+    _check(v.log_level.lower() in LOG_LEVELS, "service", "log_level", "one of " + ", ".join(LOG_LEVELS))
+    _check(
+        not v.queue_url or bool(_QUEUE_URL.match(v.queue_url)),
+        "service",
+        "queue_url",
+        "an SQS queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/faceblur-uploads "
+        f"(not {v.queue_url[:80]!r})",
+    )
     _check(
         bool(v.queue_url) == bool(v.output_bucket) or not v.queue_url,
         "service",

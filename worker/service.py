@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import RetryCallState, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from worker.aws import client
 from worker.config import Settings
@@ -43,7 +43,19 @@ def _until_up(seconds: int) -> Any:
         retry=retry_if_exception(_not_up_yet),
         wait=wait_random_exponential(multiplier=0.5, max=5),
         stop=stop_after_delay(seconds),
+        before_sleep=_log_wait,
         reraise=True,
+    )
+
+
+def _log_wait(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "waiting for the queue or endpoint at start-up",
+        attempt=state.attempt_number,
+        waited_s=round(state.seconds_since_start, 1),
+        retry_in_s=round(state.upcoming_sleep, 1),
+        error=str(error)[:300],
     )
 
 

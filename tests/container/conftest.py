@@ -101,7 +101,7 @@ def moto_stack() -> Iterator[Any]:
     """A moto server on the host's 127.0.0.1 with the worker's own buckets, queue, DLQ and notification."""
     from helpers.moto import local_moto
 
-    from worker.devstack import Names, bootstrap
+    from worker.dev.stack import Names, bootstrap
 
     with local_moto():
         yield bootstrap(

@@ -103,6 +103,31 @@ def test_final_image_has_no_compilers(podman: Podman, image: str) -> None:
     assert found.strip() == "", f"compilers or build tools in the final image:\n{found}"
 
 
+def test_image_holds_no_development_code(podman: Podman, image: str) -> None:
+    """Production only: no moto, no fake Rekognition, no demo, no worker.dev, no tests in site-packages."""
+    listing = podman.ok(
+        "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
+        "import pathlib, site; root = pathlib.Path(site.getsitepackages()[0]); "
+        "print('\\n'.join(str(p.relative_to(root)) for p in root.rglob('*')))",
+    )  # fmt: skip
+    paths = listing.split()
+    assert any(p.startswith("worker/imaging/") for p in paths), "the listing did not see the worker package"
+    assert [p for p in paths if p.startswith(("worker/dev", "worker/fakes", "moto", "tests"))] == []
+    assert [p for p in paths if p.startswith("worker/") and ("demo" in p or "fake" in p)] == []
+
+
+def test_run_without_a_queue_exits_with_the_configuration_error(podman: Podman, image: str) -> None:
+    res = podman("run", "--rm", "--network", "none", image, "run", timeout=120)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    ours = [line for line in res.stderr.splitlines() if line and not line.startswith("time=")]  # podman's own
+    assert len(ours) == 1, res.stderr
+    assert "QUEUE_URL is not set" in ours[0]
+    assert "Traceback" not in res.stderr
+    res = podman("run", "--rm", "--network", "none", image, "local", timeout=120)
+    assert res.returncode == 2
+    assert "development commands are not part of this installation" in res.stderr
+
+
 @pytest.mark.slow
 def test_model_is_in_the_image_and_verified(podman: Podman, image: str) -> None:
     res = podman(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.devstack import LOCAL_CREDENTIALS, start_moto, use_endpoint
+from worker.dev.stack import LOCAL_CREDENTIALS, start_moto, use_endpoint
 
 from .net import free_port, wait_until_answers
 

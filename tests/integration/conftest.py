@@ -26,7 +26,7 @@ from integration_support import ServiceRunner  # noqa: E402
 import worker.imaging.magick  # noqa: E402, F401  (sets ImageMagick's policy path before anything loads wand)
 from worker.aws import client  # noqa: E402
 from worker.config import Settings  # noqa: E402
-from worker.devstack import Names, Stack, bootstrap  # noqa: E402
+from worker.dev.stack import Names, Stack, bootstrap  # noqa: E402
 from worker.service import build, with_stack  # noqa: E402
 
 

@@ -30,7 +30,7 @@ from integration_support import (
 from PIL import Image as PILImage
 
 from worker.config import RekognitionSettings
-from worker.fakes.rekognition import start_fake_rekognition
+from worker.dev.fake_rekognition import start_fake_rekognition
 
 pytestmark = pytest.mark.rekognition
 

@@ -1,7 +1,7 @@
 """Chaos soak: real workers under faults, and proof that nothing is lost and nothing unblurred ever leaks.
 
 Processes and threads, all on 127.0.0.1:
-- a moto server (its own process) with the stack `worker.devstack.bootstrap` builds; the output bucket is versioned,
+- a moto server (its own process) with the stack `worker.dev.stack.bootstrap` builds; the output bucket is versioned,
   so every PUT the workers ever made stays visible;
 - a fault-injecting proxy (tests/soak/faultproxy.py) between the workers and moto: 500/503 before or after the call
   reached moto, slow answers, connection resets;
@@ -51,9 +51,9 @@ from tests.quality.measure import PROTECTED, displayed_grey, face_detail_corr  #
 from tests.soak.corpus import DLQ, IGNORED, OUTPUT, Item, duplicate_notification, plan  # noqa: E402
 from tests.soak.faultproxy import FaultProxy, Faults  # noqa: E402
 from worker.aws import client  # noqa: E402
-from worker.devstack import LOCAL_CREDENTIALS, Names, bootstrap, use_endpoint  # noqa: E402
+from worker.dev.fake_rekognition import start_fake_rekognition  # noqa: E402
+from worker.dev.stack import LOCAL_CREDENTIALS, Names, bootstrap, use_endpoint  # noqa: E402
 from worker.events import parse_body  # noqa: E402
-from worker.fakes.rekognition import start_fake_rekognition  # noqa: E402
 
 MAX_OBJECT_BYTES = 8 * 2**20
 

@@ -194,14 +194,14 @@ def test_jobs_must_be_positive(tmp_path, jobs):
 def test_run_against_an_unreachable_endpoint_says_so_in_one_line(tmp_path):
     """Start-up calls that fail after botocore's retries end in one clear line and exit 4, not a traceback."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "AWS_DEFAULT_REGION"},
         "QUEUE_URL": "http://127.0.0.1:9/000000000000/q",
+        "AWS_REGION": "eu-west-1",  # what ECS and the Terraform set; the botocore we pin reads AWS_DEFAULT_REGION
         "OUTPUT_BUCKET": "out",
         "SOURCE_BUCKETS": "in-bucket",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the discard port: nothing listens
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "METRICS_PORT": "0",
         "STARTUP_WAIT_SECONDS": "1",  # a fresh worker waits a minute for compose's moto to come up; not here
     }

@@ -155,6 +155,9 @@ def test_every_numeric_variable_rejects_text_and_names_itself():
         ("JPEG_QUALITY", "101"),
         ("MAGICK_THREAD_LIMIT", "0"),
         ("MAGICK_THREAD_LIMIT", "65"),
+        ("LOG_LEVEL", "verbose"),
+        ("MEMORY_BUDGET", "lots"),
+        ("MAX_METADATA_BYTES", "10"),
     ],
 )
 def test_invalid_value_names_the_variable(var, value):
@@ -188,3 +191,28 @@ def test_invalid_magick_limit_names_the_variable(var):
     with pytest.raises(ConfigError) as info:
         from_env({var: "lots"})
     assert var in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["garbage", "https://sqs.eu-west-1.amazonaws.com/faceblur", "ftp://x/123456789012/q", "https://h/123/q"],
+)
+def test_a_queue_url_of_the_wrong_shape_is_refused_at_once(url):
+    with pytest.raises(ConfigError, match="QUEUE_URL must be an SQS queue URL"):
+        from_env({"QUEUE_URL": url, "OUTPUT_BUCKET": "out-bucket", "SOURCE_BUCKETS": "in-bucket"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OUTPUT_BUCKET": "out-bucket"}, "SOURCE_BUCKETS must be set"),
+        ({"OUTPUT_BUCKET": "out-bucket", "SOURCE_BUCKETS": "arn:aws:s3:::x"}, "SOURCE_BUCKETS must be valid"),
+        ({"OUTPUT_BUCKET": "Out_Bucket", "SOURCE_BUCKETS": "in-bucket"}, "OUTPUT_BUCKET must be valid"),
+    ],
+)
+def test_buckets_are_required_and_must_be_names(env, message):
+    with pytest.raises(ConfigError, match=message):
+        from_env({"QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q", **env})
+    ok = {"QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q", "OUTPUT_BUCKET": "out-bucket"}
+    settings = from_env({**ok, "SOURCE_BUCKETS": "in-bucket, second.bucket"})
+    assert settings.source_buckets == {"in-bucket", "second.bucket"}

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from tests.soak.faultproxy import BEFORE, Fault, FaultProxy, Faults
-from worker.devstack import start_moto
+from worker.dev.stack import start_moto
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_RETRIES = {"mode": "standard", "total_max_attempts": 1}

@@ -1,6 +1,6 @@
 """The Rekognition detector: box mapping for every EXIF orientation, clamping, what is sent, the 100-face rule,
 error classification, retries and fail-closed behaviour. Calls go through real boto3 over HTTP to the fake
-Rekognition endpoint (worker.fakes.rekognition); nothing patches boto3."""
+Rekognition endpoint (worker.dev.fake_rekognition); nothing patches boto3."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ from worker.detect.rekognition import (
     retryable,
     union,
 )
+from worker.dev.fake_rekognition import start_fake_rekognition
 from worker.errors import DetectionFailed, PermanentError
-from worker.fakes.rekognition import start_fake_rekognition
 from worker.imaging import codec
 from worker.ratelimit import TokenBucket
 from worker.telemetry.metrics import Metrics

@@ -317,7 +317,7 @@ class Consumer:
             log.error("DLQ send failed", message_id=s.message.message_id, error=str(exc))
             return False
         self.metrics.dlq.labels(s.reason).inc()
-        log.warning("message sent to DLQ", message_id=s.message.message_id, reason=s.reason, error=s.error)
+        log.warning("message sent to DLQ", message_id=s.message.message_id, reason=s.reason, keys=s.keys, error=s.error)
         return True
 
     def _forget(self, messages: list[Message]) -> None:

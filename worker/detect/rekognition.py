@@ -35,13 +35,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
+from worker.aws import session
 from worker.config import Settings
 from worker.detect import Detector, Face, Frame
 from worker.errors import DetectionFailed, FaceblurError, PermanentError
@@ -195,7 +195,7 @@ def make_client(settings: Settings) -> Any:
         read_timeout=timeout,
         max_pool_connections=max(10, settings.concurrency + 4),
     )
-    return boto3.session.Session().client("rekognition", config=config)
+    return session().client("rekognition", config=config)
 
 
 class RekognitionDetector:

@@ -12,7 +12,7 @@ Faults can be injected: ThrottlingException at a rate (seeded RNG) or in bursts 
 5xx InternalServerError at a rate, one fixed error for every call, slow answers. Calls, throttles, server errors and
 refusals are counted.
 
-    python -m worker.fakes.rekognition --port 9400 --throttle-rate 0.5
+    python -m worker.dev.fake_rekognition --port 9400 --throttle-rate 0.5
     AWS_ENDPOINT_URL_REKOGNITION=http://127.0.0.1:9400 DETECTOR=rekognition python -m worker run
 """
 
@@ -299,7 +299,7 @@ def start_fake_rekognition(port: int = 0, host: str = "127.0.0.1", **behaviour: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m worker.fakes.rekognition", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m worker.dev.fake_rekognition", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--throttle-rate", type=float, default=0.0)
     p.add_argument("--throttle-burst", default="0/0", help="n/m: throttle the first n of every m calls")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from worker.aws import client
 from worker.config import from_env
-from worker.devstack import bootstrap, start_moto, use_endpoint
+from worker.dev.stack import bootstrap, start_moto, use_endpoint
 from worker.service import build, with_stack
 from worker.telemetry import logs
 
@@ -94,7 +94,8 @@ def run(out_dir: Path = Path("out"), timeout_s: float = 180.0) -> int:
         print(f"{key:<{width}}  {faces:>5}  {ms:>8.0f}" if key in rows else f"{key:<{width}}  MISSING")
     port = service.http.port if service.http else None
     if port:
-        print(f"\nmetrics: http://127.0.0.1:{port}/metrics (health: /healthz, /readyz)")
+        # Scraped now: the endpoint goes away with the demo. `python -m worker local` keeps a worker running.
+        print("\nmetrics, scraped from /metrics before the demo stops:")
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         for line in text.splitlines():
             if line.startswith(("faceblur_photos_total", "faceblur_messages_total")):

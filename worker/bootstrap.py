@@ -1,14 +1,12 @@
-"""The embedded local stack: a moto server on 127.0.0.1 with the same buckets, queue, DLQ, queue policy and
-S3 -> SQS notification that deploy/terraform builds. Used by `run` without AWS settings, `demo`, `bootstrap`
-(against any endpoint, e.g. the compose file's moto service) and the tests."""
+"""Create the buckets, queue, DLQ (redrive), queue policy and S3 -> SQS notification that deploy/terraform builds,
+on whatever endpoint boto3 is pointed at: a compose stack's moto (`python -m worker bootstrap`) or the embedded
+local stack of worker.dev. Idempotent. Real AWS is Terraform's job."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from worker.aws import client
 
@@ -46,25 +44,6 @@ class Stack:
             "SOURCE_BUCKETS": self.source_bucket,
             **LOCAL_CREDENTIALS,
         }
-
-
-def start_moto(port: int = 0) -> tuple[Any, str]:
-    """A moto server in this process, on loopback only. Returns (server, endpoint URL)."""
-    from moto.server import ThreadedMotoServer
-
-    # werkzeug logs every request to stderr; the worker's own logs say what matters.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    host, real_port = server.get_host_and_port()
-    return server, f"http://{host}:{real_port}"
-
-
-def use_endpoint(endpoint: str) -> None:
-    """Point boto3 (in this process) at a local endpoint, with throw-away credentials."""
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    for k, v in LOCAL_CREDENTIALS.items():
-        os.environ.setdefault(k, v)
 
 
 def bootstrap(names: Names = Names()) -> Stack:
