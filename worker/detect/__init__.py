@@ -44,16 +44,6 @@ class Frame(Protocol):
         ...
 
 
-class EncodedFrame(Frame, Protocol):
-    """A Frame that also keeps the file it was decoded from, for detectors that take encoded images (Rekognition).
-    codec.Photo implements it; a detector must still work with a plain Frame (it re-encodes the pixels then)."""
-
-    coder: str  # 'jpeg', 'png' or 'webp'
-    source: bytes  # the encoded file as received
-    orientation: int  # EXIF orientation of the file (1 = none), already applied to the upright pixels
-    stored_size: tuple[int, int]  # (width, height) as stored in the file, before the orientation is applied
-
-
 class Detector(Protocol):
     """Finds faces in a frame; raises DetectionFailed when it cannot finish (never returns a partial answer)."""
 

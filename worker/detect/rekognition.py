@@ -35,7 +35,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -46,7 +45,7 @@ from worker.config import Settings
 from worker.detect import Detector, Face, Frame
 from worker.errors import DetectionFailed, FaceblurError, PermanentError
 from worker.geometry import orient_box, union
-from worker.imaging.magick import Image, magick_errors
+from worker.imaging.codec import encode_jpeg
 from worker.ratelimit import TokenBucket, shared
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics
@@ -145,17 +144,10 @@ def reencode(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
         scale = min(MIN_SIDE / min(w, h), MAX_LONG_SIDE / max(w, h))
     target = max(1, round(max(w, h) * scale))
     rgb, _ = frame.rgb(target, max(1.0, scale))
-    data = jpeg(rgb, JPEG_QUALITY)
+    data = encode_jpeg(rgb, JPEG_QUALITY)
     if len(data) > MAX_BYTES:
-        data = jpeg(rgb, 70)
+        data = encode_jpeg(rgb, 70)
     return Request(data, (w, h), 1, "reencoded")
-
-
-def jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    with magick_errors("encoding the Rekognition input"), Image.from_array(np.ascontiguousarray(rgb)) as img:
-        img.format = "jpeg"
-        img.compression_quality = quality
-        return bytes(img.make_blob())
 
 
 def map_box(box: Mapping[str, float], size: tuple[int, int], orientation: int) -> tuple[float, ...] | None:

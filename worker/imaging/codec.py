@@ -258,5 +258,13 @@ def encode(photo: Photo, settings: ImageSettings) -> bytes:
     return blob
 
 
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """An HxWx3 uint8 array as a JPEG (what a remote detector is sent)."""
+    with magick_errors("encoding a JPEG"), Image.from_array(np.ascontiguousarray(rgb)) as img:
+        img.format = "jpeg"
+        img.compression_quality = quality
+        return bytes(img.make_blob())
+
+
 def content_type(coder: str) -> str:
     return CONTENT_TYPES[coder]
