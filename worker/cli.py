@@ -191,7 +191,9 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     """For container HEALTHCHECKs: 0 when /healthz on METRICS_PORT answers 200."""
     import urllib.request
 
-    port = os.environ.get("METRICS_PORT") or "9102"
+    from worker.config import from_env
+
+    port = from_env().service.metrics_port
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=args.timeout) as resp:
             return 0 if resp.status == 200 else 1
@@ -211,6 +213,18 @@ def development(name: str) -> Any:
             f"development commands are not part of this installation ({exc.name} is missing): "
             "use a development checkout (make install)"
         ) from None
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Every setting: its variable, default and meaning (the README's table), or the values in force."""
+    from worker.config import describe, from_env, settings_table
+
+    if args.values:
+        for name, value in describe(from_env()).items():
+            print(f"{name} = {value!r}")
+    else:
+        print(settings_table(), end="")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -257,9 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     boot = sub.add_parser("bootstrap", help="create buckets, queue, DLQ and notification on AWS_ENDPOINT_URL")
     boot.add_argument("--source-bucket", default="faceblur-source")
     boot.add_argument("--output-bucket", default=os.environ.get("OUTPUT_BUCKET") or "faceblur-output")
-    boot.add_argument("--queue", default=os.environ.get("QUEUE_NAME") or "faceblur-uploads")
+    boot.add_argument("--queue", default="faceblur-uploads")
     boot.add_argument("--yes", action="store_true", help="allow running without AWS_ENDPOINT_URL")
     boot.set_defaults(func=cmd_bootstrap)
+    conf = sub.add_parser("settings", help="list every setting (variable, default, meaning) as a Markdown table")
+    conf.add_argument("--values", action="store_true", help="print the values in force instead (validated)")
+    conf.set_defaults(func=cmd_settings)
     health = sub.add_parser("healthcheck", help="exit 0 when the running worker's /healthz answers 200")
     health.add_argument("--timeout", type=float, default=4.0)
     health.set_defaults(func=cmd_healthcheck)

@@ -1,13 +1,15 @@
-"""Settings: read from environment variables once, validated, then frozen.
+"""Settings: every one declared once, here (environment variable, default, bound, help), read once, validated, frozen.
 
-Every variable is documented in the README ("Configuration"). Defaults work locally.
+`from_env` reads them, `validate` checks each one's rule and the few rules between settings, and `settings_table`
+renders the README's "Configuration" table from these declarations (a test keeps the two equal).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,14 +19,10 @@ class ConfigError(ValueError):
 
 
 _UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
-
-
-_BUCKET_NAME = re.compile(r"^(?!xn--|sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # scheme://host[:port]/account/queue-name: AWS (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and local emulators.
 _QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+_BUCKET_NAME = re.compile(r"^(?!xn--|sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def is_bucket_name(name: str) -> bool:
@@ -42,154 +40,249 @@ def parse_bytes(text: str) -> int:
         value = float(digits)
     except ValueError:
         value = -1.0
-    if unit not in _UNITS or value <= 0:
+    if unit not in _UNITS or not value > 0 or math.isinf(value):
         raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 2GiB)")
     return int(value * _UNITS[unit])
 
 
+# -- how a setting is declared ------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class DetectSettings:
-    threshold: float = 0.2  # DETECT_THRESHOLD: CenterFace score; lower finds more faces and more false ones
-    coarse_side: int = 640  # DETECT_COARSE_SIDE: long side (px) of the pass that finds large faces
-    fine_side: int = 1024  # DETECT_FINE_SIDE: long side (px) of the pass that finds small faces (0 = off)
-    max_upscale: float = 1.5  # DETECT_MAX_UPSCALE: small photos are enlarged at most this much for detection
-    nms_iou: float = 0.3  # DETECT_NMS_IOU: overlap above which two detections are one face
-    rotated_side: int = 480  # DETECT_ROTATED_SIDE: long side (px) of a pass on the photo turned 180 degrees (0 = off)
-    rotated_threshold: float = 0.5  # DETECT_ROTATED_THRESHOLD: score needed in the upside-down pass
+class Rule:
+    ok: Callable[[Any], bool]
+    text: str  # completes "VARIABLE must be ..."
 
 
+def between(lo: float, hi: float, *, off: float | None = None) -> Rule:
+    """lo..hi (inclusive); `off` is a value outside the range that switches the feature off."""
+    text = f"between {lo:g} and {hi:g}"
+    return Rule(lambda v: v == off or lo <= v <= hi, text if off is None else f"{off:g} (off) or {text}")
+
+
+def one_of(*values: str) -> Rule:
+    return Rule(lambda v: v in values, "one of " + ", ".join(values))
+
+
+def _is_size(value: str) -> bool:
+    try:
+        parse_bytes(value)
+    except ValueError:
+        return False
+    return True
+
+
+SIZE = Rule(_is_size, "a size such as 512MiB or 2GiB")
+
+
+def setting(default: Any, env: str, help: str, rule: Rule | None = None) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "rule": rule})
+
+
+# -- the settings -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class RedactSettings:
-    mode: str = "blur"  # BLUR_MODE: blur | pixelate | solid
-    padding: float = 0.4  # BLUR_PADDING: grow faces up to 64 px by this fraction of their size on every side
-    padding_large: float = 0.2  # BLUR_PADDING_LARGE: padding of faces >= 200 px, log-interpolated from 64 px
-    cells: int = 8  # BLUR_CELLS: a face is reduced to this many cells across before blurring (lower = stronger)
-    blocks: int = 8  # PIXELATE_BLOCKS: blocks across a face in pixelate mode (at most 8)
-    shape: str = "rect"  # BLUR_SHAPE: rect | ellipse (feathered edge)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageSettings:
-    max_pixels: int = 50_000_000  # MAX_PIXELS: refuse images with more pixels (checked from the header)
-    max_side: int = 20_000  # MAX_SIDE: refuse images wider or taller than this (px)
-    # MAX_METADATA_BYTES: refuse files carrying more metadata than this (segments, chunks, profiles; inflated size)
-    max_metadata_bytes: int = 8 * 2**20
-    jpeg_quality: int = 0  # JPEG_QUALITY: 0 = match the input's estimated quality (clamped to 60..95)
-    # MEMORY_BUDGET: memory that photos in work may reserve together (worker/admission.py); auto = 80% of the
-    # task's memory (cgroup limit) beyond a 512 MiB baseline
-    memory_budget: str = "auto"
-    memory_limit: str = "512MiB"  # MAGICK_MEMORY_LIMIT: ImageMagick pixel cache in RAM, then it maps/disks
-    map_limit: str = "1GiB"  # MAGICK_MAP_LIMIT
-    disk_limit: str = "2GiB"  # MAGICK_DISK_LIMIT
-    threads: int = 1  # MAGICK_THREAD_LIMIT: OpenMP threads per ImageMagick call (the worker pool parallelises)
+class ServiceSettings:
+    queue_url: str = setting("", "QUEUE_URL", "the source queue (required by `run`)")
+    output_bucket: str = setting("", "OUTPUT_BUCKET", "bucket for blurred photos (required with `QUEUE_URL`)")
+    output_prefix: str = setting("", "OUTPUT_PREFIX", "prefix added to each output key")
+    source_buckets: str = setting(
+        "",
+        "SOURCE_BUCKETS",
+        "comma-separated buckets whose events are obeyed (required with `QUEUE_URL`); events for any other bucket "
+        "go to the DLQ as `foreign_bucket`",
+    )
+    dlq_url: str = setting("", "DLQ_URL", "dead-letter queue; default = the queue's RedrivePolicy target")
+    concurrency: int = setting(0, "WORKER_CONCURRENCY", "photos in work at once (0 = CPU count)", between(0, 256))
+    detector: str = setting(
+        "local",
+        "DETECTOR",
+        "`local` (CenterFace ONNX), `rekognition` (Amazon Rekognition DetectFaces) or `both` (union of the two)",
+        one_of("local", "rekognition", "both"),
+    )
+    wait_seconds: int = setting(20, "SQS_WAIT_SECONDS", "long-poll wait", between(0, 20))
+    visibility_seconds: int = setting(
+        60, "HEARTBEAT_VISIBILITY_SECONDS", "visibility set by each extension", between(10, 43_200)
+    )
+    heartbeat_seconds: int = setting(
+        20,
+        "HEARTBEAT_SECONDS",
+        "how often in-flight messages get their visibility extended (below the queue's visibility timeout)",
+    )
+    max_processing_seconds: int = setting(
+        600, "MAX_PROCESSING_SECONDS", "extensions stop after this; the message then reappears"
+    )
+    retry_base_seconds: int = setting(10, "RETRY_BASE_SECONDS", "first retry delay; base x 2^(receives-1), jittered")
+    retry_max_seconds: int = setting(900, "RETRY_MAX_SECONDS", "longest retry delay (SQS allows 12 h)")
+    max_object_bytes: int = setting(
+        50 * 2**20,
+        "MAX_OBJECT_BYTES",
+        "larger source objects go to the DLQ without being downloaded",
+        Rule(lambda v: v >= 1, "positive"),
+    )
+    sse: str = setting(
+        "AES256",
+        "OUTPUT_SSE",
+        "server-side encryption of outputs: `AES256` (SSE-S3) or `aws:kms`",
+        one_of("AES256", "aws:kms"),
+    )
+    sse_kms_key_id: str = setting("", "SSE_KMS_KEY_ID", "KMS key for outputs (implies `aws:kms`)")
+    shutdown_grace_seconds: int = setting(
+        100,
+        "SHUTDOWN_GRACE_SECONDS",
+        "time to finish in-flight work after SIGTERM (ECS's stopTimeout is 120 s; leave time to return messages)",
+        between(1, 115),
+    )
+    metrics_port: int = setting(9102, "METRICS_PORT", "`/metrics`, `/healthz`, `/readyz` (0 = off)", between(0, 65535))
+    metrics_host: str = setting("0.0.0.0", "METRICS_HOST", "address the metrics and health server listens on")
+    queue_depth_seconds: int = setting(15, "QUEUE_DEPTH_SECONDS", "how often queue depth is read for metrics")
+    stuck_seconds: int = setting(90, "HEALTH_STUCK_SECONDS", "`/healthz` fails when the poll loop is silent this long")
+    startup_wait_seconds: int = setting(
+        60,
+        "STARTUP_WAIT_SECONDS",
+        "how long start-up retries an endpoint or queue that is not there yet (each retry logged); then exit 4",
+        Rule(lambda v: v >= 0, ">= 0"),
+    )
+    log_format: str = setting(
+        "auto", "LOG_FORMAT", "`json`, `console` or `auto` (console on a terminal)", one_of("json", "console", "auto")
+    )
+    log_level: str = setting(
+        "info", "LOG_LEVEL", "log level", Rule(lambda v: v.lower() in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS))
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class RekognitionSettings:
-    tps: float = 5.0  # REKOGNITION_TPS: DetectFaces calls per second for the whole process (token bucket)
-    max_attempts: int = 6  # REKOGNITION_MAX_ATTEMPTS: DetectFaces attempts per photo (throttling, 5xx, network)
-    max_seconds: float = 30.0  # REKOGNITION_MAX_SECONDS: give up retrying a photo after this long (-> retry later)
-    backoff_seconds: float = 0.5  # REKOGNITION_BACKOFF_SECONDS: scale of the exponential, fully jittered backoff
-    backoff_max_seconds: float = 8.0  # REKOGNITION_BACKOFF_MAX_SECONDS: longest single backoff wait
-    timeout_seconds: float = 10.0  # REKOGNITION_TIMEOUT_SECONDS: read timeout of one DetectFaces call
-    fallback: str = "none"  # REKOGNITION_FALLBACK: none | local (answer refused images with the local detector)
+    tps: float = setting(
+        5.0,
+        "REKOGNITION_TPS",
+        "DetectFaces calls per second for the whole task (token bucket shared by its threads, retries included)",
+        between(0.1, 1000),
+    )
+    max_attempts: int = setting(
+        6, "REKOGNITION_MAX_ATTEMPTS", "DetectFaces attempts per photo (throttling, 5xx, network)", between(1, 50)
+    )
+    max_seconds: float = setting(
+        30.0,
+        "REKOGNITION_MAX_SECONDS",
+        "retry budget per photo; then the message goes back to the queue",
+        Rule(lambda v: 0 < v <= 600, "above 0 and at most 600"),
+    )
+    backoff_seconds: float = setting(
+        0.5, "REKOGNITION_BACKOFF_SECONDS", "scale of the exponential backoff (full jitter)", between(0, 60)
+    )
+    backoff_max_seconds: float = setting(8.0, "REKOGNITION_BACKOFF_MAX_SECONDS", "longest single backoff wait")
+    timeout_seconds: float = setting(
+        10.0,
+        "REKOGNITION_TIMEOUT_SECONDS",
+        "read timeout of one DetectFaces call",
+        Rule(lambda v: 0 < v <= 120, "above 0 and at most 120"),
+    )
+    fallback: str = setting(
+        "none",
+        "REKOGNITION_FALLBACK",
+        "`local`: images Rekognition refuses are answered by the local detector instead of going to the DLQ",
+        one_of("none", "local"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    queue_url: str = ""  # QUEUE_URL: the source queue; empty = start the embedded local stack
-    output_bucket: str = ""  # OUTPUT_BUCKET: where blurred photos go (same key, plus OUTPUT_PREFIX)
-    output_prefix: str = ""  # OUTPUT_PREFIX
-    source_buckets: str = (
-        ""  # SOURCE_BUCKETS: comma-separated buckets whose events are obeyed (required with QUEUE_URL)
+class DetectSettings:
+    threshold: float = setting(
+        0.2,
+        "DETECT_THRESHOLD",
+        "CenterFace score threshold; lower finds more faces and more false ones",
+        between(0.05, 0.95),
     )
-    dlq_url: str = ""  # DLQ_URL: optional; default = the queue's RedrivePolicy target
-    concurrency: int = 0  # WORKER_CONCURRENCY: photos in work at once (0 = CPU count)
-    detector: str = "local"  # DETECTOR: local (CenterFace ONNX) | rekognition | both (union of the two)
-    wait_seconds: int = 20  # SQS_WAIT_SECONDS: long-poll wait
-    visibility_seconds: int = 60  # HEARTBEAT_VISIBILITY_SECONDS: visibility set on each heartbeat
-    heartbeat_seconds: int = 20  # HEARTBEAT_SECONDS: how often in-flight messages are extended
-    max_processing_seconds: int = 600  # MAX_PROCESSING_SECONDS: stop extending after this; message reappears
-    retry_base_seconds: int = 10  # RETRY_BASE_SECONDS: first retry delay; doubles with each receive
-    retry_max_seconds: int = 900  # RETRY_MAX_SECONDS: longest retry delay (SQS allows 12 h)
-    max_object_bytes: int = 50 * 2**20  # MAX_OBJECT_BYTES: larger source objects go to the DLQ unread
-    sse: str = "AES256"  # OUTPUT_SSE: AES256 (SSE-S3) | aws:kms
-    sse_kms_key_id: str = ""  # SSE_KMS_KEY_ID: KMS key for OUTPUT_SSE=aws:kms (implies it when set)
-    shutdown_grace_seconds: int = 100  # SHUTDOWN_GRACE_SECONDS: finish in-flight work within this (< stopTimeout)
-    metrics_port: int = 9102  # METRICS_PORT: /metrics, /healthz, /readyz (0 = off)
-    metrics_host: str = "0.0.0.0"  # METRICS_HOST
-    queue_depth_seconds: int = 15  # QUEUE_DEPTH_SECONDS: how often queue depth is read for metrics
-    stuck_seconds: int = 90  # HEALTH_STUCK_SECONDS: /healthz fails when the poll loop is silent this long
-    startup_wait_seconds: int = 60  # STARTUP_WAIT_SECONDS: how long start-up waits for an endpoint or queue to exist
-    log_format: str = "auto"  # LOG_FORMAT: json | console | auto (console on a terminal)
-    log_level: str = "info"  # LOG_LEVEL
+    coarse_side: int = setting(
+        640, "DETECT_COARSE_SIDE", "long side (px) of the detection pass for large faces", between(160, 4096)
+    )
+    fine_side: int = setting(1024, "DETECT_FINE_SIDE", "long side (px) of the pass for small faces (0 = off)")
+    max_upscale: float = setting(
+        1.5, "DETECT_MAX_UPSCALE", "small photos are enlarged at most this much for detection", between(1, 4)
+    )
+    nms_iou: float = setting(
+        0.3, "DETECT_NMS_IOU", "overlap (IoU) above which two detections are one face", between(0.1, 0.9)
+    )
+    rotated_side: int = setting(
+        480,
+        "DETECT_ROTATED_SIDE",
+        "long side (px) of an extra pass on the photo turned 180 degrees, for upside-down faces (0 = off)",
+        between(160, 4096, off=0),
+    )
+    rotated_threshold: float = setting(
+        0.5,
+        "DETECT_ROTATED_THRESHOLD",
+        "score needed in that pass (stricter: it sees more false faces)",
+        between(0.05, 0.95),
+    )
+    model_path: str = setting(
+        "", "FACEBLUR_MODEL_PATH", "the verified CenterFace model file (empty = the package's `detect/models/`)"
+    )
 
 
-_ENV: dict[str, tuple[str, str]] = {
-    "QUEUE_URL": ("service", "queue_url"),
-    "OUTPUT_BUCKET": ("service", "output_bucket"),
-    "OUTPUT_PREFIX": ("service", "output_prefix"),
-    "SOURCE_BUCKETS": ("service", "source_buckets"),
-    "DLQ_URL": ("service", "dlq_url"),
-    "WORKER_CONCURRENCY": ("service", "concurrency"),
-    "DETECTOR": ("service", "detector"),
-    "SQS_WAIT_SECONDS": ("service", "wait_seconds"),
-    "HEARTBEAT_VISIBILITY_SECONDS": ("service", "visibility_seconds"),
-    "HEARTBEAT_SECONDS": ("service", "heartbeat_seconds"),
-    "MAX_PROCESSING_SECONDS": ("service", "max_processing_seconds"),
-    "RETRY_BASE_SECONDS": ("service", "retry_base_seconds"),
-    "RETRY_MAX_SECONDS": ("service", "retry_max_seconds"),
-    "MAX_OBJECT_BYTES": ("service", "max_object_bytes"),
-    "OUTPUT_SSE": ("service", "sse"),
-    "SSE_KMS_KEY_ID": ("service", "sse_kms_key_id"),
-    "SHUTDOWN_GRACE_SECONDS": ("service", "shutdown_grace_seconds"),
-    "METRICS_PORT": ("service", "metrics_port"),
-    "METRICS_HOST": ("service", "metrics_host"),
-    "QUEUE_DEPTH_SECONDS": ("service", "queue_depth_seconds"),
-    "HEALTH_STUCK_SECONDS": ("service", "stuck_seconds"),
-    "STARTUP_WAIT_SECONDS": ("service", "startup_wait_seconds"),
-    "LOG_FORMAT": ("service", "log_format"),
-    "LOG_LEVEL": ("service", "log_level"),
-    # env var: (group, field)
-    "DETECT_THRESHOLD": ("detect", "threshold"),
-    "DETECT_COARSE_SIDE": ("detect", "coarse_side"),
-    "DETECT_FINE_SIDE": ("detect", "fine_side"),
-    "DETECT_MAX_UPSCALE": ("detect", "max_upscale"),
-    "DETECT_NMS_IOU": ("detect", "nms_iou"),
-    "DETECT_ROTATED_SIDE": ("detect", "rotated_side"),
-    "DETECT_ROTATED_THRESHOLD": ("detect", "rotated_threshold"),
-    "BLUR_PADDING_LARGE": ("redact", "padding_large"),
-    "BLUR_MODE": ("redact", "mode"),
-    "BLUR_PADDING": ("redact", "padding"),
-    "BLUR_CELLS": ("redact", "cells"),
-    "PIXELATE_BLOCKS": ("redact", "blocks"),
-    "BLUR_SHAPE": ("redact", "shape"),
-    "MAX_PIXELS": ("image", "max_pixels"),
-    "MAX_SIDE": ("image", "max_side"),
-    "MAX_METADATA_BYTES": ("image", "max_metadata_bytes"),
-    "JPEG_QUALITY": ("image", "jpeg_quality"),
-    "MEMORY_BUDGET": ("image", "memory_budget"),
-    "MAGICK_MEMORY_LIMIT": ("image", "memory_limit"),
-    "MAGICK_MAP_LIMIT": ("image", "map_limit"),
-    "MAGICK_DISK_LIMIT": ("image", "disk_limit"),
-    "MAGICK_THREAD_LIMIT": ("image", "threads"),
-    "REKOGNITION_TPS": ("rekognition", "tps"),
-    "REKOGNITION_MAX_ATTEMPTS": ("rekognition", "max_attempts"),
-    "REKOGNITION_MAX_SECONDS": ("rekognition", "max_seconds"),
-    "REKOGNITION_BACKOFF_SECONDS": ("rekognition", "backoff_seconds"),
-    "REKOGNITION_BACKOFF_MAX_SECONDS": ("rekognition", "backoff_max_seconds"),
-    "REKOGNITION_TIMEOUT_SECONDS": ("rekognition", "timeout_seconds"),
-    "REKOGNITION_FALLBACK": ("rekognition", "fallback"),
-}
+@dataclass(frozen=True, slots=True)
+class RedactSettings:
+    mode: str = setting("blur", "BLUR_MODE", "`blur`, `pixelate` or `solid`", one_of("blur", "pixelate", "solid"))
+    padding: float = setting(
+        0.4,
+        "BLUR_PADDING",
+        "box growth on every side, as a fraction of the face size, for faces up to 64 px",
+        between(0, 1),
+    )
+    padding_large: float = setting(
+        0.2,
+        "BLUR_PADDING_LARGE",
+        "the same for faces of 200 px and more (log-interpolated between; negative = `BLUR_PADDING`)",
+        Rule(lambda v: v <= 1.0, "negative (= BLUR_PADDING) or 0..1"),
+    )
+    cells: int = setting(
+        8, "BLUR_CELLS", "cells across a face region before spreading back (lower = stronger)", between(2, 24)
+    )
+    blocks: int = setting(8, "PIXELATE_BLOCKS", "blocks across a face in pixelate mode", between(2, 8))
+    shape: str = setting("rect", "BLUR_SHAPE", "`rect` or `ellipse` (feathered)", one_of("rect", "ellipse"))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSettings:
+    max_pixels: int = setting(
+        50_000_000,
+        "MAX_PIXELS",
+        "images with more pixels (read from the header) are refused",
+        between(1, 1_000_000_000),
+    )
+    max_side: int = setting(20_000, "MAX_SIDE", "images wider or taller than this (px) are refused", between(1, 32_000))
+    max_metadata_bytes: int = setting(
+        8 * 2**20,
+        "MAX_METADATA_BYTES",
+        "files carrying more metadata than this (segments, chunks, profiles; compressed ones inflated) are refused",
+        between(64 * 2**10, 2**30),
+    )
+    memory_budget: str = setting(
+        "auto",
+        "MEMORY_BUDGET",
+        "memory photos in work may reserve together (`auto` = 80% of the task's memory beyond 512 MiB), or a size "
+        "such as `1500MiB`",
+        Rule(lambda v: v == "auto" or _is_size(v), "auto or a size such as 1500MiB"),
+    )
+    jpeg_quality: int = setting(
+        0, "JPEG_QUALITY", "0 = the input's estimated quality (60-95), else a fixed quality", between(30, 100, off=0)
+    )
+    memory_limit: str = setting("512MiB", "MAGICK_MEMORY_LIMIT", "ImageMagick's pixel cache in memory", SIZE)
+    map_limit: str = setting("1GiB", "MAGICK_MAP_LIMIT", "ImageMagick's memory-mapped pixel cache", SIZE)
+    disk_limit: str = setting("2GiB", "MAGICK_DISK_LIMIT", "ImageMagick's pixel cache on disk", SIZE)
+    threads: int = setting(
+        1,
+        "MAGICK_THREAD_LIMIT",
+        "OpenMP threads per ImageMagick call (the worker pool is the parallelism)",
+        between(1, 64),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    rekognition: RekognitionSettings = field(default_factory=RekognitionSettings)
     detect: DetectSettings = field(default_factory=DetectSettings)
     redact: RedactSettings = field(default_factory=RedactSettings)
     image: ImageSettings = field(default_factory=ImageSettings)
-    service: ServiceSettings = field(default_factory=ServiceSettings)
-    rekognition: RekognitionSettings = field(default_factory=RekognitionSettings)
 
     @property
     def concurrency(self) -> int:
@@ -203,10 +296,19 @@ class Settings:
         validate(self)
 
 
+GROUPS = ("service", "rekognition", "detect", "redact", "image")
+
+
+def declarations() -> Iterator[tuple[str, Any]]:
+    """(group, dataclass field) of every setting, in declaration order."""
+    defaults = Settings()
+    for group in GROUPS:
+        for f in fields(getattr(defaults, group)):
+            yield group, f
+
+
 def _convert(raw: str, like: Any, name: str) -> Any:
     try:
-        if isinstance(like, bool):
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
         if isinstance(like, int):
             return int(raw)
         if isinstance(like, float):
@@ -218,23 +320,23 @@ def _convert(raw: str, like: Any, name: str) -> Any:
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    groups: dict[str, dict[str, Any]] = {"detect": {}, "redact": {}, "image": {}, "service": {}, "rekognition": {}}
-    defaults = Settings()
-    for var, (group, name) in _ENV.items():
-        if environ.get(var, "") != "":
-            groups[group][name] = _convert(environ[var], getattr(getattr(defaults, group), name), var)
+    values: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+    for group, f in declarations():
+        raw = environ.get(f.metadata["env"], "")
+        if raw != "":
+            values[group][f.name] = _convert(raw, f.default, f.metadata["env"])
     return Settings(
-        detect=DetectSettings(**groups["detect"]),
-        redact=RedactSettings(**groups["redact"]),
-        image=ImageSettings(**groups["image"]),
-        service=ServiceSettings(**groups["service"]),
-        rekognition=RekognitionSettings(**groups["rekognition"]),
+        service=ServiceSettings(**values["service"]),
+        rekognition=RekognitionSettings(**values["rekognition"]),
+        detect=DetectSettings(**values["detect"]),
+        redact=RedactSettings(**values["redact"]),
+        image=ImageSettings(**values["image"]),
     )
 
 
 def env_var(group: str, name: str) -> str:
     """The environment variable behind a setting, for error messages."""
-    return next(var for var, target in _ENV.items() if target == (group, name))
+    return next(f.metadata["env"] for g, f in declarations() if (g, f.name) == (group, name))
 
 
 def _check(ok: bool, group: str, name: str, rule: str) -> None:
@@ -243,60 +345,26 @@ def _check(ok: bool, group: str, name: str, rule: str) -> None:
 
 
 def validate(s: Settings) -> None:
-    d, r, i = s.detect, s.redact, s.image
-    _check(0.05 <= d.threshold <= 0.95, "detect", "threshold", "between 0.05 and 0.95")
-    _check(160 <= d.coarse_side <= 4096, "detect", "coarse_side", "between 160 and 4096")
+    for group in GROUPS:
+        values = getattr(s, group)
+        for f in fields(values):
+            rule = f.metadata["rule"]
+            if rule is not None and not rule.ok(getattr(values, f.name)):
+                raise ConfigError(f"{f.metadata['env']} must be {rule.text}")
+    # Rules between settings.
+    d, v, k = s.detect, s.service, s.rekognition
     _check(
         d.fine_side == 0 or d.coarse_side < d.fine_side <= 8192,
         "detect",
         "fine_side",
         "0 or between DETECT_COARSE_SIDE and 8192",
     )
-    _check(1.0 <= d.max_upscale <= 4.0, "detect", "max_upscale", "between 1 and 4")
-    _check(0.1 <= d.nms_iou <= 0.9, "detect", "nms_iou", "between 0.1 and 0.9")
-    _check(d.rotated_side == 0 or 160 <= d.rotated_side <= 4096, "detect", "rotated_side", "0 or between 160 and 4096")
-    _check(0.05 <= d.rotated_threshold <= 0.95, "detect", "rotated_threshold", "between 0.05 and 0.95")
-    _check(r.mode in {"blur", "pixelate", "solid"}, "redact", "mode", "one of blur, pixelate, solid")
-    _check(0.0 <= r.padding <= 1.0, "redact", "padding", "between 0 and 1")
-    _check(
-        r.padding_large < 0 or r.padding_large <= 1.0, "redact", "padding_large", "negative (= BLUR_PADDING) or 0..1"
-    )
-    _check(2 <= r.cells <= 24, "redact", "cells", "between 2 and 24 (higher keeps more detail)")
-    _check(2 <= r.blocks <= 8, "redact", "blocks", "between 2 and 8")
-    _check(r.shape in {"rect", "ellipse"}, "redact", "shape", "rect or ellipse")
-    _check(1 <= i.max_pixels <= 1_000_000_000, "image", "max_pixels", "between 1 and 1e9")
-    _check(1 <= i.max_side <= 32_000, "image", "max_side", "between 1 and 32000")
-    _check(64 * 2**10 <= i.max_metadata_bytes <= 2**30, "image", "max_metadata_bytes", "between 64 KiB and 1 GiB")
-    _check(i.jpeg_quality == 0 or 30 <= i.jpeg_quality <= 100, "image", "jpeg_quality", "0 or 30..100")
-    _check(1 <= i.threads <= 64, "image", "threads", "between 1 and 64")
-    if i.memory_budget != "auto":
-        try:
-            parse_bytes(i.memory_budget)
-        except ValueError:
-            _check(False, "image", "memory_budget", "auto or a size such as 1500MiB")
-    for name in ("memory_limit", "map_limit", "disk_limit"):
-        try:
-            parse_bytes(getattr(i, name))
-        except ValueError:
-            _check(False, "image", name, "a size such as 512MiB or 2GiB")
-    v = s.service
-    _check(0 <= v.concurrency <= 256, "service", "concurrency", "between 0 (= CPU count) and 256")
-    _check(v.detector in {"local", "rekognition", "both"}, "service", "detector", "local, rekognition or both")
-    k = s.rekognition
-    _check(0.1 <= k.tps <= 1000, "rekognition", "tps", "between 0.1 and 1000")
-    _check(1 <= k.max_attempts <= 50, "rekognition", "max_attempts", "between 1 and 50")
-    _check(0 < k.max_seconds <= 600, "rekognition", "max_seconds", "above 0 and at most 600")
-    _check(0 <= k.backoff_seconds <= 60, "rekognition", "backoff_seconds", "between 0 and 60")
     _check(
         k.backoff_seconds <= k.backoff_max_seconds <= 300,
         "rekognition",
         "backoff_max_seconds",
         "at least REKOGNITION_BACKOFF_SECONDS and at most 300",
     )
-    _check(0 < k.timeout_seconds <= 120, "rekognition", "timeout_seconds", "above 0 and at most 120")
-    _check(k.fallback in {"none", "local"}, "rekognition", "fallback", "none or local")
-    _check(0 <= v.wait_seconds <= 20, "service", "wait_seconds", "between 0 and 20 (the SQS maximum)")
-    _check(10 <= v.visibility_seconds <= 43_200, "service", "visibility_seconds", "between 10 and 43200")
     _check(
         1 <= v.heartbeat_seconds < v.visibility_seconds,
         "service",
@@ -315,19 +383,7 @@ def validate(s: Settings) -> None:
         "retry_max_seconds",
         "at least RETRY_BASE_SECONDS and at most 43200",
     )
-    _check(v.max_object_bytes >= 1, "service", "max_object_bytes", "positive")
-    _check(v.sse in {"AES256", "aws:kms"}, "service", "sse", "AES256 or aws:kms")
-    _check(
-        1 <= v.shutdown_grace_seconds <= 115,
-        "service",
-        "shutdown_grace_seconds",
-        "between 1 and 115 (below ECS's 120 s stopTimeout, leaving time to return messages)",
-    )
-    _check(0 <= v.metrics_port <= 65535, "service", "metrics_port", "a port number (0 = off)")
     _check(v.stuck_seconds > v.wait_seconds, "service", "stuck_seconds", "longer than SQS_WAIT_SECONDS")
-    _check(v.startup_wait_seconds >= 0, "service", "startup_wait_seconds", ">= 0")
-    _check(v.log_format in {"json", "console", "auto"}, "service", "log_format", "json, console or auto")
-    _check(v.log_level.lower() in LOG_LEVELS, "service", "log_level", "one of " + ", ".join(LOG_LEVELS))
     _check(
         not v.queue_url or bool(_QUEUE_URL.match(v.queue_url)),
         "service",
@@ -335,12 +391,7 @@ def validate(s: Settings) -> None:
         "an SQS queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/faceblur-uploads "
         f"(not {v.queue_url[:80]!r})",
     )
-    _check(
-        bool(v.queue_url) == bool(v.output_bucket) or not v.queue_url,
-        "service",
-        "output_bucket",
-        "set when QUEUE_URL is set",
-    )
+    _check(bool(v.output_bucket) or not v.queue_url, "service", "output_bucket", "set when QUEUE_URL is set")
     _check(
         bool(s.source_buckets) or not v.queue_url,
         "service",
@@ -358,8 +409,15 @@ def validate(s: Settings) -> None:
 
 def describe(s: Settings) -> dict[str, Any]:
     """Flat view of the settings for the start-up log line."""
-    return {
-        f"{g}.{f.name}": getattr(getattr(s, g), f.name)
-        for g in ("detect", "redact", "image", "service", "rekognition")
-        for f in fields(getattr(s, g))
-    }
+    return {f"{g}.{f.name}": getattr(getattr(s, g), f.name) for g, f in declarations()}
+
+
+def settings_table() -> str:
+    """The README's configuration table, rendered from the declarations."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for _, f in declarations():
+        default = "(empty)" if f.default == "" else f"`{f.default}`"
+        rule = f.metadata["rule"]
+        bound = f" ({rule.text})" if rule is not None and rule.text.startswith(("between", "0 (off)")) else ""
+        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['help']}{bound} |")
+    return "\n".join(rows) + "\n"

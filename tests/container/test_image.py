@@ -132,7 +132,8 @@ def test_run_without_a_queue_exits_with_the_configuration_error(podman: Podman, 
 def test_model_is_in_the_image_and_verified(podman: Podman, image: str) -> None:
     res = podman(
         "run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python", image, "-c",
-        "from worker.detect.model import load_model_bytes, model_path; load_model_bytes(); print(model_path())",
+        "from pathlib import Path; from worker.config import from_env; from worker.detect.model import "
+        "load_model_bytes; p = from_env().detect.model_path; load_model_bytes(Path(p)); print(p)",
     )  # fmt: skip
     assert res.returncode == 0, f"the model is missing or fails its sha256 check:\n{tail(res.stderr)}"
     assert res.stdout.strip() == "/opt/model/centerface.onnx"

@@ -216,3 +216,27 @@ def test_buckets_are_required_and_must_be_names(env, message):
     ok = {"QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q", "OUTPUT_BUCKET": "out-bucket"}
     settings = from_env({**ok, "SOURCE_BUCKETS": "in-bucket, second.bucket"})
     assert settings.source_buckets == {"in-bucket", "second.bucket"}
+
+
+def test_readme_configuration_table_is_generated_from_the_declarations():
+    from pathlib import Path
+
+    from worker.config import settings_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    begin = readme.index("<!-- settings-table:begin")
+    block = readme[readme.index("\n", begin) + 1 : readme.index("<!-- settings-table:end -->")]
+    assert block == settings_table(), "README's table differs: paste `python -m worker settings` between the markers"
+
+
+def test_every_setting_is_declared_once_with_its_variable_and_help():
+    from worker.config import declarations
+
+    names = [f.metadata["env"] for _, f in declarations()]
+    assert len(names) == len(set(names))
+    assert all(f.metadata["help"] for _, f in declarations())
+    # Each variable really reaches its field.
+    for group, f in declarations():
+        if isinstance(f.default, int) and f.metadata["rule"] is not None and f.metadata["rule"].ok(f.default + 1):
+            settings = from_env({f.metadata["env"]: str(f.default + 1)})
+            assert getattr(getattr(settings, group), f.name) == f.default + 1

@@ -7,6 +7,7 @@ which arrays to feed it lives in `local.py`.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -54,25 +55,25 @@ class CenterFace:
     """Thread-safe: ONNX Runtime sessions may be run from several threads at once."""
 
     _lock = threading.Lock()
-    _shared: ClassVar[dict[int, CenterFace]] = {}
+    _shared: ClassVar[dict[tuple[str, int], CenterFace]] = {}
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, path: str = "", threads: int = 1) -> None:
         opts = ort.SessionOptions()
         # One intra-op thread per call: the worker pool is the parallelism, so calls don't fight for cores.
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(
-            _dynamic_model(load_model_bytes()), opts, providers=["CPUExecutionProvider"]
+            _dynamic_model(load_model_bytes(Path(path) if path else None)), opts, providers=["CPUExecutionProvider"]
         )
 
     @classmethod
-    def shared(cls, threads: int = 1) -> CenterFace:
-        """One session per process (loading costs ~0.3 s and 20 MB)."""
+    def shared(cls, path: str = "", threads: int = 1) -> CenterFace:
+        """One session per model file and process (loading costs ~0.3 s and 20 MB)."""
         with cls._lock:
-            if threads not in cls._shared:
-                cls._shared[threads] = cls(threads)
-            return cls._shared[threads]
+            if (path, threads) not in cls._shared:
+                cls._shared[path, threads] = cls(path, threads)
+            return cls._shared[path, threads]
 
     def run(self, rgb: np.ndarray, threshold: float) -> np.ndarray:
         """Detect on `rgb` (HxWx3 uint8, any size). Returns Nx5 float32 [x0, y0, x1, y1, score] in its pixels."""

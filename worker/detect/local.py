@@ -23,7 +23,7 @@ class LocalDetector:
 
     def __init__(self, settings: DetectSettings, model: CenterFace | None = None) -> None:
         self.settings = settings
-        self.model = model or CenterFace.shared()
+        self.model = model or CenterFace.shared(settings.model_path)
 
     def passes(self, width: int, height: int) -> list[int]:
         """Long sides to detect at. A fine pass that would not be larger than the coarse one is skipped."""

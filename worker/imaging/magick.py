@@ -21,7 +21,6 @@ from worker.config import ImageSettings, parse_bytes
 POLICY_DIR = Path(__file__).parent / "policy"
 
 os.environ.setdefault("MAGICK_CONFIGURE_PATH", str(POLICY_DIR))
-os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
 _private_tmp = tempfile.mkdtemp(prefix="faceblur-magick-", dir=os.environ.get("MAGICK_TEMPORARY_PATH") or None)
 os.environ["MAGICK_TEMPORARY_PATH"] = _private_tmp
 atexit.register(shutil.rmtree, _private_tmp, True)
