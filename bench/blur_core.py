@@ -215,6 +215,9 @@ class Ours:
     """
 
     def __init__(self) -> None:
+        from worker import process
+
+        process.prepare()  # what the worker's entry point does before loading ImageMagick
         import worker.blur
         from worker.runtime import start
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import worker.imaging.magick  # noqa: F401  (before wand)
-from worker.config import RekognitionSettings, Settings
-from worker.detect.rekognition import RekognitionDetector
-from worker.dev.fake_rekognition import start_fake_rekognition
-from worker.imaging import codec
-from worker.runtime import prepare_imaging
-from worker.telemetry.metrics import Metrics
+from worker import process
+
+process.prepare()  # before anything loads ImageMagick
+from worker.config import RekognitionSettings, Settings  # noqa: E402
+from worker.detect.rekognition import RekognitionDetector  # noqa: E402
+from worker.dev.fake_rekognition import start_fake_rekognition  # noqa: E402
+from worker.imaging import codec  # noqa: E402
+from worker.runtime import prepare_imaging  # noqa: E402
+from worker.telemetry.metrics import Metrics  # noqa: E402
 
 
 def main() -> int:

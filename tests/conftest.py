@@ -18,7 +18,9 @@ for _path in (str(ROOT), str(TESTS)):  # `worker` and `helpers` importable howev
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-import worker.imaging.magick  # noqa: E402, F401  (before wand)
+from worker import process  # noqa: E402
+
+process.prepare()  # what the entry point does first: ImageMagick's policy path before anything loads wand
 from worker.detect import Face  # noqa: E402
 
 

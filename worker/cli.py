@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from worker import process
+
+    process.prepare()  # before anything loads numpy or ImageMagick
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

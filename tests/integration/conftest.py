@@ -23,7 +23,6 @@ for _path in (str(ROOT), str(HERE)):
 from helpers.moto import local_moto  # noqa: E402
 from integration_support import ServiceRunner  # noqa: E402
 
-import worker.imaging.magick  # noqa: E402, F401  (sets ImageMagick's policy path before anything loads wand)
 from worker.aws import client  # noqa: E402
 from worker.config import Settings  # noqa: E402
 from worker.dev.stack import Names, Stack, bootstrap  # noqa: E402

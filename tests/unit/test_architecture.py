@@ -28,3 +28,27 @@ def test_the_data_path_names_real_functions():
     for module, function in re.findall(r"([a-z_/]+\.py): ([A-Za-z_]+)", text):
         source = (ROOT / "worker" / module).read_text()
         assert re.search(rf"\b(def|class) {function}\b", source), f"{module} has no {function}"
+
+
+def test_importing_the_worker_changes_nothing_in_the_process():
+    """No import-time side effects: importing every production module sets no environment variable and creates
+    no temporary directory; the entry point does that (worker/process.py)."""
+    import subprocess
+    import sys
+
+    modules = sorted(
+        ".".join(("worker", *p.relative_to(ROOT / "worker").with_suffix("").parts))
+        for p in (ROOT / "worker").rglob("*.py")
+        if "dev" not in p.parts and p.name not in ("__main__.py", "__init__.py")
+    )
+    code = (
+        "import os, tempfile, importlib, pathlib\n"
+        "env = dict(os.environ); tmp = set(pathlib.Path(tempfile.gettempdir()).iterdir())\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted(set(os.environ.items()) ^ set(env.items())))\n"
+        "print(sorted(str(p) for p in set(pathlib.Path(tempfile.gettempdir()).iterdir()) - tmp))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("MAGICK_", "OPENBLAS_"))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "[]"], out.stdout

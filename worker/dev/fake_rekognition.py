@@ -31,11 +31,10 @@ from dataclasses import dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import worker.imaging.magick  # noqa: F401  (the worker's ImageMagick policy, before wand loads)
+from worker import process
 from worker.config import DetectSettings, ImageSettings
 from worker.errors import FaceblurError
 from worker.geometry import orient_box
-from worker.imaging import codec
 
 TARGET = "RekognitionService.DetectFaces"
 MAX_BYTES = 5 * 1024 * 1024
@@ -193,6 +192,8 @@ class FakeRekognition:
         return {"FaceDetails": details[:FACE_LIMIT]}
 
     def _faces(self, data: bytes) -> list[dict[str, Any]]:
+        from worker.imaging import codec  # loads ImageMagick: after process.prepare()
+
         try:
             coder = codec.sniff(data)
             if coder not in ("jpeg", "png"):
@@ -299,6 +300,7 @@ def start_fake_rekognition(port: int = 0, host: str = "127.0.0.1", **behaviour: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    process.prepare()
     p = argparse.ArgumentParser(prog="python -m worker.dev.fake_rekognition", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--throttle-rate", type=float, default=0.0)

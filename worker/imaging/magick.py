@@ -1,55 +1,44 @@
-"""ImageMagick start-up: our restrictive policy, a private temp dir and explicit resource limits.
+"""ImageMagick: explicit resource limits, the check that our whole policy is in force, errors mapped to reasons.
 
-ImageMagick reads MAGICK_CONFIGURE_PATH and MAGICK_TEMPORARY_PATH once, when Wand first loads the library,
-so this module sets them *before* importing wand; every other module imports wand through here.
+ImageMagick reads MAGICK_CONFIGURE_PATH and MAGICK_TEMPORARY_PATH once, when Wand first loads the library: the
+process entry point sets them first (worker/process.py); if it did not, `policy_problems` refuses to start.
 """
 
 from __future__ import annotations
 
-import atexit
 import ctypes
-import os
-import shutil
-import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from functools import cache
+from typing import Any
+
+import wand.exceptions as wand_exc
+import wand.resource
+import wand.version
+from wand.api import libmagick, library
+from wand.image import Image
 
 from worker.config import ImageSettings, parse_bytes
-
-POLICY_DIR = Path(__file__).parent / "policy"
-
-os.environ.setdefault("MAGICK_CONFIGURE_PATH", str(POLICY_DIR))
-_private_tmp = tempfile.mkdtemp(prefix="faceblur-magick-", dir=os.environ.get("MAGICK_TEMPORARY_PATH") or None)
-os.environ["MAGICK_TEMPORARY_PATH"] = _private_tmp
-atexit.register(shutil.rmtree, _private_tmp, True)
-
-import wand.exceptions as wand_exc  # noqa: E402  (must follow the environment set-up above)
-import wand.resource  # noqa: E402
-import wand.version  # noqa: E402
-from wand.api import libmagick, library  # noqa: E402
-from wand.image import Image  # noqa: E402
-
-from worker.errors import CorruptImage, PermanentError, ResourcesExhausted, UnsupportedImage  # noqa: E402
+from worker.errors import CorruptImage, PermanentError, ResourcesExhausted, UnsupportedImage
 
 __all__ = ["Image", "configure", "magick_errors"]
 
-# Coder warnings (e.g. libpng's "known incorrect sRGB profile") are harmless noise. Truncation is a warning
-# too in ImageMagick 6, but one stored on the image that Wand never raises: see `decode_warning`.
-warnings.filterwarnings("ignore", category=wand_exc.WandWarning)
 
-# ImageMagick 6 keeps a decoder's warnings on the image; these read them (ctypes, not wrapped by Wand).
-library.GetImageFromMagickWand.restype = ctypes.c_void_p
-library.GetImageFromMagickWand.argtypes = [ctypes.c_void_p]
-libmagick.AcquireExceptionInfo.restype = ctypes.c_void_p
-libmagick.GetImageException.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-libmagick.DestroyExceptionInfo.argtypes = [ctypes.c_void_p]
-libmagick.DestroyExceptionInfo.restype = ctypes.c_void_p
-libmagick.IsRightsAuthorized.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p]
-libmagick.IsRightsAuthorized.restype = ctypes.c_int
-library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
-library.MagickProfileImage.restype = ctypes.c_int
+@cache
+def _c() -> Any:
+    """The calls Wand does not wrap, typed once on first use: a decoder's warnings kept on the image (ImageMagick
+    6), policy rights, profile transforms."""
+    library.GetImageFromMagickWand.restype = ctypes.c_void_p
+    library.GetImageFromMagickWand.argtypes = [ctypes.c_void_p]
+    libmagick.AcquireExceptionInfo.restype = ctypes.c_void_p
+    libmagick.GetImageException.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    libmagick.DestroyExceptionInfo.argtypes = [ctypes.c_void_p]
+    libmagick.DestroyExceptionInfo.restype = ctypes.c_void_p
+    libmagick.IsRightsAuthorized.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p]
+    libmagick.IsRightsAuthorized.restype = ctypes.c_int
+    library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    library.MagickProfileImage.restype = ctypes.c_int
+    return libmagick, library
 
 
 class _ExceptionInfo(ctypes.Structure):  # the leading fields of MagickCore's ExceptionInfo
@@ -86,6 +75,7 @@ def decode_warning(img: Image) -> str | None:
     Only truncation is refused: libjpeg also warns about e.g. extraneous bytes before a marker in photos
     that decode perfectly, and those must not be lost to the DLQ.
     """
+    _c()
     info = libmagick.AcquireExceptionInfo()
     try:
         libmagick.GetImageException(library.GetImageFromMagickWand(img.wand), info)
@@ -114,7 +104,7 @@ def policy_problems(settings: ImageSettings) -> list[str]:
     delegates, no @file paths, an MVG payload refused for real, and resource limits that let every image under
     MAX_SIDE / MAX_PIXELS through (a stricter policy elsewhere would cap them and refuse valid photos)."""
     problems = []
-    allowed = libmagick.IsRightsAuthorized
+    allowed = _c()[0].IsRightsAuthorized
     for fmt in wand.version.formats("*"):
         name = fmt.upper().encode()
         ours = fmt.upper() in ALLOWED_CODERS
@@ -145,7 +135,7 @@ def apply_profile(img: Image, source: bytes, target: bytes) -> bool:
     False, with the image untouched and no profile attached, when the library cannot use `source`."""
     try:
         img.profiles["icc"] = source
-        if library.MagickProfileImage(img.wand, b"icc", target, len(target)):
+        if _c()[1].MagickProfileImage(img.wand, b"icc", target, len(target)):
             return True
     except wand_exc.WandException:
         pass
