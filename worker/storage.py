@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,15 +57,33 @@ def _transient(what: str, exc: Exception) -> FaceblurError:
     return TransientError(f"{what}: {exc}", reason=reason)
 
 
+def _version(ref: ObjectRef) -> str | None:
+    # moto and unversioned buckets report "null": a version id that names nothing.
+    return ref.version_id if ref.version_id and ref.version_id != "null" else None
+
+
+def _etag(response: dict[str, Any]) -> str | None:
+    return (response.get("ETag") or "").strip('"') or None
+
+
+@contextmanager
+def _reading_source(ref: ObjectRef, verb: str) -> Iterator[None]:
+    """S3 errors reading a source object: gone -> ObjectMissing (permanent), anything else -> retried."""
+    try:
+        yield
+    except ClientError as exc:
+        if _code(exc) in _MISSING:
+            raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} does not exist (deleted before processing?)") from exc
+        raise _transient(f"{verb} s3://{ref.bucket}/{ref.key}", exc) from exc
+    except BotoCoreError as exc:
+        raise _transient(f"{verb} s3://{ref.bucket}/{ref.key}", exc) from exc
+
+
 class Storage:
     def __init__(self, s3: Any, target: OutputTarget, max_bytes: int) -> None:
         self.s3 = s3
         self.target = target
         self.max_bytes = max_bytes
-
-    def _version(self, ref: ObjectRef) -> dict[str, str]:
-        # moto and unversioned buckets report "null"; GetObject accepts it, but it adds nothing.
-        return {"VersionId": ref.version_id} if ref.version_id and ref.version_id != "null" else {}
 
     def _check_size(self, size: int | None, ref: ObjectRef) -> None:
         if size is not None and size > self.max_bytes:
@@ -75,22 +95,17 @@ class Storage:
     def fetch(self, ref: ObjectRef) -> tuple[bytes, str | None]:
         """Download the source photo. Returns (bytes, etag). Oversize objects are refused before the GET."""
         self._check_size(ref.size, ref)
-        try:
-            resp = self.s3.get_object(Bucket=ref.bucket, Key=ref.key, **self._version(ref))
+        version = _version(ref)
+        with _reading_source(ref, "GET"):
+            resp = self.s3.get_object(Bucket=ref.bucket, Key=ref.key, **({"VersionId": version} if version else {}))
             self._check_size(int(resp.get("ContentLength", 0)), ref)
             body = resp["Body"]
             try:
                 data = body.read(self.max_bytes + 1)
             finally:
                 body.close()
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} does not exist (deleted before processing?)") from exc
-            raise _transient(f"GET s3://{ref.bucket}/{ref.key}", exc) from exc
-        except BotoCoreError as exc:
-            raise _transient(f"GET s3://{ref.bucket}/{ref.key}", exc) from exc
         self._check_size(len(data), ref)
-        return data, (resp.get("ETag") or "").strip('"') or None
+        return data, _etag(resp)
 
     def output_state(self, ref: ObjectRef, fetched_etag: str | None = None) -> OutputState:
         """One HEAD of the output: does it exist, and was it made from this very source version (a redelivery)?"""
@@ -105,7 +120,7 @@ class Storage:
             raise _transient(f"HEAD output {key}", exc) from exc
         meta = head.get("Metadata", {})
         etags = {e for e in (ref.etag, fetched_etag) if e}
-        version = ref.version_id if ref.version_id and ref.version_id != "null" else None
+        version = _version(ref)
         same = meta.get("source-etag") in etags or (version is not None and meta.get("source-version") == version)
         return OutputState(head.get("ETag"), same, meta.get("write-id", ""), meta.get("source-bucket", ""))
 
@@ -113,19 +128,12 @@ class Storage:
         """The event's ref with the source's ETag and version when it named neither (EventBridge, hand-made
         events): one HEAD of the source, so that a redelivery is recognised by the output HEAD that follows
         instead of being downloaded, blurred and written again."""
-        if ref.etag or (ref.version_id and ref.version_id != "null"):
+        if ref.etag or _version(ref):
             return ref
-        try:
+        with _reading_source(ref, "HEAD"):
             head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} does not exist (deleted before processing?)") from exc
-            raise _transient(f"HEAD s3://{ref.bucket}/{ref.key}", exc) from exc
-        except BotoCoreError as exc:
-            raise _transient(f"HEAD s3://{ref.bucket}/{ref.key}", exc) from exc
         self._check_size(int(head.get("ContentLength", 0)), ref)
-        etag = (head.get("ETag") or "").strip('"') or None
-        return replace(ref, etag=etag, version_id=head.get("VersionId") or ref.version_id)
+        return replace(ref, etag=_etag(head), version_id=head.get("VersionId") or ref.version_id)
 
     def store(
         self,
