@@ -1,4 +1,5 @@
-"""Command line: `python -m worker blur INPUT... --out DIR [--report report.json]` (and, later, run/demo)."""
+"""Command line: run (the worker), blur (local files: worker/blur_cli.py), bootstrap, settings, healthcheck; and, in
+a development checkout, local and demo from worker/dev."""
 
 from __future__ import annotations
 
@@ -8,106 +9,12 @@ import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worker import __version__
+from worker import __version__, blur_cli
 from worker.config import ConfigError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-
-
-@dataclass(slots=True)
-class Job:
-    source: Path
-    relative: Path  # output path under --out
-
-
-@dataclass(slots=True)
-class Row:
-    input: str
-    output: str | None = None
-    faces: list[dict[str, Any]] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    reason: str | None = None
-
-
-def collect(inputs: Sequence[str]) -> Iterator[Job]:
-    """Files as given (whatever their suffix: sniffing decides); folders: their image files, recursively."""
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                    yield Job(child, child.relative_to(path))
-        else:
-            yield Job(path, Path(path.name))
-
-
-def blur_file(job: Job, out_dir: Path, detector: Any, settings: Any, budget: Any = None) -> Row:
-    from worker.blur import blur_photo
-    from worker.errors import FaceblurError
-
-    row = Row(input=str(job.source))
-    start = time.perf_counter()
-    try:
-        data = job.source.read_bytes()
-        result = blur_photo(data, detector, settings, budget)
-        target = out_dir / job.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(result.data)
-        partial.replace(target)  # never a half-written output under the real name
-        row.output = str(target)
-        row.faces = [f.as_dict() for f in result.faces]
-        row.timings_ms = {k: round(v * 1000, 1) for k, v in result.timings.items()}
-    except FaceblurError as exc:
-        row.error, row.reason = str(exc), exc.reason
-    except OSError as exc:
-        row.error, row.reason = f"cannot read or write: {exc}", "io_error"
-    row.timings_ms["total"] = round((time.perf_counter() - start) * 1000, 1)
-    return row
-
-
-def cmd_blur(args: argparse.Namespace) -> int:
-    from worker.runtime import memory_budget, start
-
-    settings, detector = start()
-    budget = memory_budget(settings)
-    jobs = list(collect(args.inputs))
-    if not jobs:
-        print("no image files found in the inputs", file=sys.stderr)
-        return 2
-    names = [j.relative for j in jobs]
-    if len(set(names)) != len(names):
-        print("two inputs would write the same output name; blur them into separate --out folders", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    tty = sys.stderr.isatty()
-    rows: list[Row] = []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for i, row in enumerate(pool.map(lambda j: blur_file(j, args.out, detector, settings, budget), jobs), 1):
-            rows.append(row)
-            if tty:
-                bar = "#" * (30 * i // len(jobs))
-                print(f"\r[{bar:<30}] {i}/{len(jobs)} {Path(row.input).name[:40]:<40}", end="", file=sys.stderr)
-            if row.error:
-                lead = "\n" if tty else ""
-                print(f"{lead}error: {row.input}: {row.error}", file=sys.stderr)
-    if tty:
-        print(file=sys.stderr)
-    failed = sum(1 for r in rows if r.error)
-    faces = sum(len(r.faces) for r in rows)
-    print(f"{len(rows) - failed} blurred, {failed} failed, {faces} faces -> {args.out}")
-    if args.report:
-        report = {"version": __version__, "images": [asdict(r) for r in rows]}
-        args.report.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    return 1 if failed else 0
 
 
 def catch_early_stop() -> threading.Event:
@@ -237,23 +144,11 @@ def cmd_local(args: argparse.Namespace) -> int:
     return serve(settings, early_stop)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m worker", description="faceblur worker")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
-    blur = sub.add_parser("blur", help="blur every face in local image files")
-    blur.add_argument("inputs", nargs="+", help="image files or folders (folders: .jpg .jpeg .png .webp files)")
-    blur.add_argument("--out", type=Path, required=True, help="output folder (same file names)")
-    blur.add_argument("--report", type=Path, help="write a JSON report: faces, stage timings, errors")
-    blur.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="photos processed at once")
-    blur.set_defaults(func=cmd_blur)
+    blur_cli.add_command(sub)
     run = sub.add_parser("run", help="the SQS worker (needs QUEUE_URL, OUTPUT_BUCKET, SOURCE_BUCKETS)")
     run.set_defaults(func=cmd_run)
     local = sub.add_parser("local", help="development: the worker on an embedded local S3 + SQS (moto), no AWS")
@@ -292,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except blur_cli.Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         from botocore.exceptions import BotoCoreError, ClientError

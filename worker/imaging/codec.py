@@ -258,6 +258,30 @@ def encode(photo: Photo, settings: ImageSettings) -> bytes:
     return blob
 
 
+def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width: int = 3) -> None:
+    """Draw each (x, y, w, h) box's outline in red, `width` pixels thick, into the photo."""
+    w, h = photo.size
+    img = photo.image
+    layout = b"RGBA" if photo.has_alpha else b"RGB"
+    red = np.array([255, 0, 0, 255][: len(layout)], np.uint8)
+    for x, y, bw, bh in boxes:
+        x0, y0 = max(0, int(x)), max(0, int(y))
+        x1, y1 = min(w, int(x + bw)), min(h, int(y + bh))
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        t = min(width, x1 - x0, y1 - y0)
+        for rx, ry, rw, rh in (
+            (x0, y0, x1 - x0, t),
+            (x0, y1 - t, x1 - x0, t),
+            (x0, y0, t, y1 - y0),
+            (x1 - t, y0, t, y1 - y0),
+        ):
+            strip = np.ascontiguousarray(np.broadcast_to(red, (rh, rw, len(layout))))
+            if not library.MagickImportImagePixels(img.wand, rx, ry, rw, rh, layout, 1, strip.ctypes.data):
+                img.raise_exception()
+                raise CorruptImage("could not draw a box")
+
+
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """An HxWx3 uint8 array as a JPEG (what a remote detector is sent)."""
     with magick_errors("encoding a JPEG"), Image.from_array(np.ascontiguousarray(rgb)) as img:
