@@ -55,6 +55,7 @@ soak: install
 infra-tools:
 	@bash scripts/install-infra-tools.sh
 	@bash scripts/container-tools.sh
+	@bash scripts/install-monitoring-tools.sh
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache .ruff_cache

@@ -42,11 +42,11 @@ def memory_budget(settings: Settings, metrics: Metrics | None = None) -> MemoryB
 def build_detector(settings: Settings, metrics: Metrics | None = None) -> Detector:
     """DETECTOR=local | rekognition | both. `metrics` receives the Rekognition counters (the consumer's registry)."""
     kind = settings.service.detector
+    local = LocalDetector(settings.detect, metrics=metrics)
     if kind == "local":
-        return LocalDetector(settings.detect)
+        return local
     from worker.detect.rekognition import RekognitionDetector
 
-    local = LocalDetector(settings.detect)
     if kind == "rekognition":
         return RekognitionDetector(settings, metrics=metrics, local=local)
     from worker.detect.combined import CombinedDetector

@@ -23,7 +23,6 @@ class CombinedDetector:
     def detect(self, frame: Frame) -> list[Face]:
         remote = self.remote.detect(frame)
         local = self.local.detect(frame)
-        self.metrics.detector_faces.labels(self.local.name).inc(len(local))
         only_remote = sum(not overlaps(f, local, self.iou) for f in remote)
         only_local = sum(not overlaps(f, remote, self.iou) for f in local)
         if only_remote:

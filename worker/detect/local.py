@@ -16,14 +16,18 @@ from worker.detect import Face, Frame
 from worker.detect.centerface import CenterFace
 from worker.errors import DetectionFailed
 from worker.geometry import nms
+from worker.telemetry.metrics import Metrics
 
 
 class LocalDetector:
     name = "local"
 
-    def __init__(self, settings: DetectSettings, model: CenterFace | None = None) -> None:
+    def __init__(
+        self, settings: DetectSettings, model: CenterFace | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.model = model or CenterFace.shared(settings.model_path)
+        self.metrics = metrics
 
     def passes(self, width: int, height: int) -> list[int]:
         """Long sides to detect at. A fine pass that would not be larger than the coarse one is skipped."""
@@ -58,6 +62,8 @@ class LocalDetector:
         except Exception as exc:  # ONNX Runtime errors: never return a partial answer
             raise DetectionFailed(f"local face detection failed: {exc}") from exc
         merged = nms(np.concatenate(found), s.nms_iou)
+        if self.metrics is not None:
+            self.metrics.detector_faces.labels(self.name).inc(len(merged))
         return [
             Face(float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1]), float(b[4]), self.name)
             for b in merged

@@ -219,7 +219,7 @@ class RekognitionDetector:
             if self._local is None:
                 from worker.detect.local import LocalDetector
 
-                self._local = LocalDetector(self.settings.detect)
+                self._local = LocalDetector(self.settings.detect, metrics=self.metrics)
             return self._local
 
     def detect(self, frame: Frame) -> list[Face]:
@@ -240,9 +240,7 @@ class RekognitionDetector:
             if self.rk.fallback != "local":
                 raise
             log.warning("Rekognition refused the image; using the local detector", code=exc.code, error=str(exc))
-            faces = self.local.detect(frame)
-            self.metrics.detector_faces.labels(self.local.name).inc(len(faces))
-            return faces
+            return self.local.detect(frame)  # it counts its own faces
         details = response.get("FaceDetails", [])
         faces = faces_from_response(details, request)
         self.metrics.detector_faces.labels(self.name).inc(len(faces))
@@ -250,9 +248,7 @@ class RekognitionDetector:
             self.metrics.rekognition_face_limit.inc()
             log.warning("DetectFaces returned its maximum of faces; adding the local detector's", faces=len(details))
             if self.union_on_limit:
-                local = self.local.detect(frame)
-                self.metrics.detector_faces.labels(self.local.name).inc(len(local))
-                faces = union(faces, local, self.settings.detect.nms_iou)
+                faces = union(faces, self.local.detect(frame), self.settings.detect.nms_iou)
         return faces
 
     def call(self, data: bytes) -> dict[str, Any]:

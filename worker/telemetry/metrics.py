@@ -1,21 +1,63 @@
 """Prometheus metrics, one registry per consumer (so tests and embedded stacks don't share counters).
 
-Names and units follow Prometheus conventions: counters end in _total, durations are _seconds.
+Names and units follow Prometheus conventions: counters end in _total, durations are _seconds. Every label value
+the worker knows of starts at 0, so `increase()` sees the first event; no `_created` series; the process's own
+metrics (memory, CPU, file descriptors) and a build-info series are on the same registry.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import contextlib
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from worker import __version__
+from worker.admission import memory_limit
+from worker.errors import FaceblurError, PermanentError
 
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _AGE_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 _FACE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200)
 _CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
+MESSAGE_OUTCOMES = ("done", "ignored", "retried", "dead_lettered", "returned_on_shutdown")
+PHOTO_OUTCOMES = ("stored", "skipped_duplicate", "failed")
+STAGES = ("download", "admission", "decode", "detector_input", "detect", "blur", "encode", "upload", "total")
+RETRY_REASONS = (
+    "s3_error",
+    "access_denied",
+    "detection_failed",
+    "rekognition_unavailable",
+    "resources_exhausted",
+    "output_changed",
+    "dlq_send_failed",
+    "internal_error",
+)
+DETECTORS = ("local", "rekognition")
+
+
+def _reasons(cls: type[FaceblurError]) -> set[str]:
+    return {cls.reason} | {r for sub in cls.__subclasses__() for r in _reasons(sub)}
+
+
+DLQ_REASONS = tuple(sorted(_reasons(PermanentError) - {"permanent"} | {"object_too_large", "invalid_parameter"}))
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # half the exposition was _created series nobody queries
         self.registry = r = registry or CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Gauge("faceblur_build_info", "The worker's version", ["version"], registry=r).labels(__version__).set(1)
         self.messages = Counter(
             "faceblur_messages_total",
             "SQS messages settled, by outcome (done, ignored, retried, dead_lettered, returned_on_shutdown)",
@@ -83,7 +125,7 @@ class Metrics:
         )
         self.detector_faces = Counter(
             "faceblur_faces_total",
-            "Faces found, by detector (rekognition; local where it ran with it)",
+            "Faces each detector found (a photo with transparency is looked at twice: on white and on black)",
             ["detector"],
             registry=r,
         )
@@ -109,3 +151,20 @@ class Metrics:
             ["detector"],
             registry=r,
         )
+        self.memory_limit = Gauge(
+            "faceblur_memory_limit_bytes", "The task's memory: its cgroup limit, or the machine's RAM", registry=r
+        )
+        with contextlib.suppress(OSError):  # unknown: left at 0
+            self.memory_limit.set(memory_limit())
+        for labelled, values in (
+            (self.messages, MESSAGE_OUTCOMES),
+            (self.photos, PHOTO_OUTCOMES),
+            (self.retries, RETRY_REASONS),
+            (self.dlq, DLQ_REASONS),
+            (self.detector_faces, DETECTORS),
+            (self.single_detector_faces, DETECTORS),
+        ):
+            for value in values:
+                labelled.labels(value)
+        for stage in STAGES:
+            self.stage.labels(stage)
