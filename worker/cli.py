@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worker import __version__, blur_cli
+from worker import __version__, blur_cli, ops
 from worker.config import ConfigError
 
 
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     blur_cli.add_command(sub)
+    ops.add_commands(sub)
     run = sub.add_parser("run", help="the SQS worker (needs QUEUE_URL, OUTPUT_BUCKET, SOURCE_BUCKETS)")
     run.set_defaults(func=cmd_run)
     local = sub.add_parser("local", help="development: the worker on an embedded local S3 + SQS (moto), no AWS")
@@ -201,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 3
         if isinstance(exc, BotoCoreError | ClientError):
             # Start-up calls (queue attributes, DLQ, notification check) failed after botocore's retries.
-            print(f"could not start: AWS call failed: {exc}", file=sys.stderr)
+            lead = "could not start: " if args.func is cmd_run else ""
+            print(f"{lead}AWS call failed: {exc}", file=sys.stderr)
             return 4
         raise
 

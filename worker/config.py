@@ -25,6 +25,10 @@ _QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/\d{12}/[A-Za-z0-9_
 _BUCKET_NAME = re.compile(r"^(?!xn--|sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def queue_url_ok(url: str) -> bool:
+    return bool(_QUEUE_URL.match(url))
+
+
 def is_bucket_name(name: str) -> bool:
     """S3's naming rules for general-purpose buckets: 3-63 lowercase letters, digits, dots and hyphens, starting
     and ending with a letter or digit, not an IP address. An ARN or an access point alias is not a name."""
@@ -385,7 +389,7 @@ def validate(s: Settings) -> None:
     )
     _check(v.stuck_seconds > v.wait_seconds, "service", "stuck_seconds", "longer than SQS_WAIT_SECONDS")
     _check(
-        not v.queue_url or bool(_QUEUE_URL.match(v.queue_url)),
+        not v.queue_url or queue_url_ok(v.queue_url),
         "service",
         "queue_url",
         "an SQS queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/faceblur-uploads "

@@ -28,13 +28,19 @@ class Outcome:
 
 
 def process_object(
-    ref: ObjectRef, storage: Storage, detector: Detector, settings: Settings, budget: MemoryBudget | None = None
+    ref: ObjectRef,
+    storage: Storage,
+    detector: Detector,
+    settings: Settings,
+    budget: MemoryBudget | None = None,
+    force: bool = False,
 ) -> Outcome:
+    """`force` (an operator's reprocess): blur again even where the output was made from this very source."""
     start = time.perf_counter()
     output_key = storage.target.key_for(ref.key)
     ref = storage.identify(ref)
     existing = storage.output_state(ref)
-    if existing.same_source:
+    if existing.same_source and not force:
         return Outcome(ref, "skipped", output_key, timings={"total": time.perf_counter() - start})
     if not existing.replaceable_by(ref):
         raise OutputConflict(

@@ -168,6 +168,7 @@ class Consumer:
             log.info("message ignored", message_id=m.message_id, why="test event or no created objects")
             return Settlement.ignored(m)
         refused: list[Settlement] = []
+        force = m.attributes.get("faceblur-force", {}).get("StringValue") == "true"  # `faceblur reprocess --force`
         for ref in refs:
             if self._is_own_output(ref.bucket, ref.key):
                 log.warning("ignored our own output", **describe(ref))
@@ -180,7 +181,7 @@ class Consumer:
                 # The same object twice in flight (a duplicate notification in one batch): the second waits, then
                 # its idempotency check finds the first one's output.
                 with self._key_locks.hold((ref.bucket, ref.key, ref.version_id, ref.etag)):
-                    outcome = process_object(ref, self.storage, self.detector, self.settings, self.budget)
+                    outcome = process_object(ref, self.storage, self.detector, self.settings, self.budget, force)
             except Exception as exc:
                 settlement = Settlement.failed(m, exc, keys=ref.key)
                 self.metrics.photos.labels("failed").inc()

@@ -24,6 +24,10 @@ class QueueError(RuntimeError):
     pass
 
 
+def _attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {k: {"DataType": "String", "StringValue": v[:1024] or "-"} for k, v in attributes.items()}
+
+
 class Queue:
     def __init__(self, sqs: Any, url: str) -> None:
         self.sqs = sqs
@@ -35,13 +39,15 @@ class Queue:
     def arn(self) -> str:
         return self.attributes("QueueArn")["QueueArn"]
 
-    def receive(self, max_messages: int, wait_seconds: int, now: float) -> list[Message]:
+    def receive(self, max_messages: int, wait_seconds: int, now: float, visibility: int | None = None) -> list[Message]:
+        extra = {"VisibilityTimeout": visibility} if visibility is not None else {}
         resp = self.sqs.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             MessageAttributeNames=["All"],
+            **extra,
         )
         out = []
         for m in resp.get("Messages", []):
@@ -83,13 +89,16 @@ class Queue:
         return self._batched(self.sqs.change_message_visibility_batch, messages, VisibilityTimeout=seconds)
 
     def send(self, body: str, attributes: dict[str, str]) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.url,
-            MessageBody=body,
-            MessageAttributes={
-                k: {"DataType": "String", "StringValue": v[:1024] or "-"} for k, v in attributes.items()
-            },
-        )
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=body, MessageAttributes=_attributes(attributes))
+
+    def send_batch(self, bodies: list[str], attributes: dict[str, str]) -> None:
+        """Up to 10 bodies in one call; raises QueueError naming any entry SQS refused."""
+        entries = [
+            {"Id": str(i), "MessageBody": b, "MessageAttributes": _attributes(attributes)} for i, b in enumerate(bodies)
+        ]
+        failed = self.sqs.send_message_batch(QueueUrl=self.url, Entries=entries).get("Failed", [])
+        if failed:
+            raise QueueError(f"{len(failed)} message(s) not sent: {failed[0].get('Message', failed[0])}")
 
     def dead_letter_url(self) -> str | None:
         """The DLQ named by this queue's RedrivePolicy, if any."""
