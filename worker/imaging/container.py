@@ -70,7 +70,10 @@ def sniff(data: bytes) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        raise UnsupportedImage("HEIF/AVIF images are not supported (JPEG, PNG and WebP are)")
+        raise UnsupportedImage(
+            "HEIF/HEIC/AVIF images are not supported yet (JPEG, PNG and WebP are): the worker only decodes files "
+            "whose container it has read and bounded first, and it does not read HEIF containers yet"
+        )
     for magic, name in _OTHER_IMAGES:
         if data.startswith(magic):
             raise UnsupportedImage(f"{name} images are not supported (JPEG, PNG and WebP are)")
