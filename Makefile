@@ -28,6 +28,7 @@ demo: install
 lint: install
 	$(VPY) -m ruff check worker tests bench
 	$(VPY) -m ruff format --check worker tests bench
+	$(VPY) -m mypy
 
 test: install infra-tools lint
 	$(VPY) -m pytest -q

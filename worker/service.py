@@ -53,7 +53,7 @@ def _log_wait(state: RetryCallState) -> None:
     log.warning(
         "waiting for the queue or endpoint at start-up",
         attempt=state.attempt_number,
-        waited_s=round(state.seconds_since_start, 1),
+        waited_s=round(state.seconds_since_start or 0.0, 1),
         retry_in_s=round(state.upcoming_sleep, 1),
         error=str(error)[:300],
     )

@@ -168,7 +168,8 @@ def faces_from_response(details: Sequence[Mapping[str, Any]], request: Request) 
         box = map_box(d.get("BoundingBox", {}), request.size, request.orientation)
         if box is not None:
             score = min(max(float(d.get("Confidence", 100.0)) / 100.0, 0.0), 1.0)
-            faces.append(Face(*box, score=score, source="rekognition"))
+            x, y, w, h = box
+            faces.append(Face(x, y, w, h, score=score, source="rekognition"))
     return faces
 
 

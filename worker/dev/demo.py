@@ -72,7 +72,8 @@ def run(out_dir: Path = Path("out"), timeout_s: float = 180.0) -> int:
     for key, data in photos:
         s3.put_object(Bucket=stack.source_bucket, Key=key, Body=data)
         uploaded[key] = time.monotonic()
-    rows, deadline = {}, time.monotonic() + timeout_s
+    rows: dict[str, tuple[str, float]] = {}
+    deadline = time.monotonic() + timeout_s
     while len(rows) < len(photos) and time.monotonic() < deadline:
         for key, _ in photos:
             if key in rows:
