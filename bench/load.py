@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "faces" / "dev"
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers.moto import moto_server_process  # noqa: E402
+from tests.helpers.moto import moto_server_process, use_endpoint  # noqa: E402
 from tests.helpers.net import free_port, wait_until_answers  # noqa: E402
 from tests.integration.integration_support import metric, metric_total, parse_metrics  # noqa: E402
 from tests.quality.measure import Tally, displayed_grey  # noqa: E402
 from worker.aws import client  # noqa: E402
-from worker.dev.stack import Names, bootstrap, use_endpoint  # noqa: E402
+from worker.dev.stack import Names, bootstrap  # noqa: E402
 
 
 def proc_stats(pid: int) -> tuple[float, int]:

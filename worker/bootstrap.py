@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from worker.aws import client
+from worker.aws import Aws, from_environment
 
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -46,9 +46,10 @@ class Stack:
         }
 
 
-def bootstrap(names: Names = Names()) -> Stack:
+def bootstrap(names: Names = Names(), aws: Aws | None = None) -> Stack:
     """Create (idempotently) buckets, DLQ, queue with redrive policy and queue policy, and the notification."""
-    s3, sqs = client("s3"), client("sqs")
+    aws = aws or from_environment()
+    s3, sqs = aws.client("s3"), aws.client("sqs")
     for bucket in (names.source_bucket, names.output_bucket):
         s3.create_bucket(Bucket=bucket)
         s3.put_public_access_block(
@@ -95,4 +96,5 @@ def bootstrap(names: Names = Names()) -> Stack:
             "QueueConfigurations": [{"Id": "faceblur", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
         },
     )
-    return Stack(os.environ.get("AWS_ENDPOINT_URL", ""), names.source_bucket, names.output_bucket, queue_url, dlq_url)
+    endpoint = aws.endpoints.get("s3") or os.environ.get("AWS_ENDPOINT_URL", "")
+    return Stack(endpoint, names.source_bucket, names.output_bucket, queue_url, dlq_url)

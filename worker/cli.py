@@ -45,13 +45,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return serve(settings, early_stop)
 
 
-def serve(settings: Any, early_stop: threading.Event) -> int:
+def serve(settings: Any, early_stop: threading.Event, aws: Any = None) -> int:
     """Build the service from `settings` and run it until SIGTERM (shared by `run` and the dev stack's `local`)."""
     from worker.service import build, install_signal_handlers
     from worker.telemetry import logs
 
     logs.configure(settings.service.log_format, settings.service.log_level)
-    service = build(settings)
+    service = build(settings, aws=aws)
     if early_stop.is_set():
         print("stop signal during start-up: exiting without taking any work", file=sys.stderr, flush=True)
         return 0
@@ -140,8 +140,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     early_stop = catch_early_stop()
-    settings = development("local").start(args.port, args.fake_throttle_rate)
-    return serve(settings, early_stop)
+    settings, aws = development("local").start(args.port, args.fake_throttle_rate)
+    return serve(settings, early_stop, aws)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from worker.admission import BudgetTooSmall, MemoryBudget, check_fits, default_budget, memory_limit
+from worker.aws import Aws
 from worker.config import Settings, from_env, parse_bytes
 from worker.detect import Detector
 from worker.detect.local import LocalDetector
@@ -39,24 +40,28 @@ def memory_budget(settings: Settings, metrics: Metrics | None = None) -> MemoryB
     return MemoryBudget(total, on_change=metrics.memory_reserved.set, on_wait=metrics.memory_wait.observe)
 
 
-def build_detector(settings: Settings, metrics: Metrics | None = None) -> Detector:
+def build_detector(settings: Settings, metrics: Metrics | None = None, aws: Aws | None = None) -> Detector:
     """DETECTOR=local | rekognition | both. `metrics` receives the Rekognition counters (the consumer's registry)."""
     kind = settings.service.detector
     local = LocalDetector(settings.detect, metrics=metrics)
     if kind == "local":
         return local
-    from worker.detect.rekognition import RekognitionDetector
+    from worker.detect.rekognition import RekognitionDetector, make_client
 
     if kind == "rekognition":
-        return RekognitionDetector(settings, metrics=metrics, local=local)
+        return RekognitionDetector(settings, client=make_client(settings, aws), metrics=metrics, local=local)
     from worker.detect.combined import CombinedDetector
 
     # Both mode unites with the local boxes anyway: no second local run when Rekognition hits its 100-face limit.
-    remote = RekognitionDetector(settings, metrics=metrics, local=local, union_on_limit=False)
+    remote = RekognitionDetector(
+        settings, client=make_client(settings, aws), metrics=metrics, local=local, union_on_limit=False
+    )
     return CombinedDetector(remote, local, settings.detect.nms_iou, metrics)
 
 
-def start(settings: Settings | None = None, metrics: Metrics | None = None) -> tuple[Settings, Detector]:
+def start(
+    settings: Settings | None = None, metrics: Metrics | None = None, aws: Aws | None = None
+) -> tuple[Settings, Detector]:
     settings = settings or from_env()
     prepare_imaging(settings)
-    return settings, build_detector(settings, metrics)
+    return settings, build_detector(settings, metrics, aws)

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from tenacity import RetryCallState, retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from worker.aws import client
+from worker.aws import Aws, from_environment
 from worker.config import Settings
 from worker.consumer.loop import Consumer
 from worker.consumer.sqs import Queue
@@ -133,12 +133,15 @@ def check_recursion(s3: Any, settings: Settings, queue_arn: str) -> None:
         )
 
 
-def build(settings: Settings, metrics: Metrics | None = None) -> Service:
+def build(settings: Settings, metrics: Metrics | None = None, aws: Aws | None = None) -> Service:
+    """The one place the service is assembled: imaging, detector, memory budget, clients from one boto3 Session,
+    queues, storage, consumer, HTTP endpoints, and every start-up check."""
     metrics = metrics or Metrics()  # shared with the detector (Rekognition counters)
-    settings, detector = start(settings, metrics)
+    aws = aws or from_environment()
+    settings, detector = start(settings, metrics, aws)
     svc = settings.service
     pool = settings.concurrency + 4
-    s3, sqs = client("s3", pool), client("sqs", pool)
+    s3, sqs = aws.client("s3", pool), aws.client("sqs", pool)
     source, dlq, queue_arn = _until_up(svc.startup_wait_seconds)(_resolve_queues)(sqs, settings)
     check_recursion(s3, settings, queue_arn)
     sse = "aws:kms" if svc.sse_kms_key_id else svc.sse

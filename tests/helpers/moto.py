@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.dev.stack import LOCAL_CREDENTIALS, start_moto, use_endpoint
+from worker.dev.stack import LOCAL_CREDENTIALS, start_moto
 
 from .net import free_port, wait_until_answers
 
@@ -63,3 +63,11 @@ def moto_server_process() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def use_endpoint(endpoint: str) -> None:
+    """Point boto3 at a local endpoint through the environment, with throw-away credentials: what the tests' and
+    benchmarks' worker processes read (the service itself takes endpoints as values: worker.dev.stack.local_aws)."""
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    for k, v in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(k, v)

@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.helpers.evalset import DEV  # noqa: E402
-from tests.helpers.moto import moto_server_process  # noqa: E402
+from tests.helpers.moto import moto_server_process, use_endpoint  # noqa: E402
 from tests.helpers.net import answers, free_port  # noqa: E402
 from tests.integration.integration_support import metric, metric_total, parse_metrics  # noqa: E402
 from tests.quality.measure import PROTECTED, displayed_grey, face_detail_corr  # noqa: E402
@@ -52,7 +52,7 @@ from tests.soak.corpus import DLQ, IGNORED, OUTPUT, Item, duplicate_notification
 from tests.soak.faultproxy import FaultProxy, Faults  # noqa: E402
 from worker.aws import client  # noqa: E402
 from worker.dev.fake_rekognition import start_fake_rekognition  # noqa: E402
-from worker.dev.stack import LOCAL_CREDENTIALS, Names, bootstrap, use_endpoint  # noqa: E402
+from worker.dev.stack import LOCAL_CREDENTIALS, Names, bootstrap  # noqa: E402
 from worker.events import parse_body  # noqa: E402
 
 MAX_OBJECT_BYTES = 8 * 2**20

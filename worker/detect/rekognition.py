@@ -40,7 +40,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
-from worker.aws import session
+from worker.aws import Aws, from_environment
 from worker.config import Settings
 from worker.detect import Detector, Face, Frame
 from worker.errors import DetectionFailed, FaceblurError, PermanentError
@@ -174,7 +174,7 @@ def faces_from_response(details: Sequence[Mapping[str, Any]], request: Request) 
 
 
 # -- the client -------------------------------------------------------------------------------------------------------
-def make_client(settings: Settings) -> Any:
+def make_client(settings: Settings, aws: Aws | None = None) -> Any:
     """The endpoint comes from boto3's own settings (AWS_ENDPOINT_URL_REKOGNITION, AWS_ENDPOINT_URL, profiles)."""
     timeout = settings.rekognition.timeout_seconds
     config = Config(
@@ -188,7 +188,7 @@ def make_client(settings: Settings) -> Any:
         read_timeout=timeout,
         max_pool_connections=max(10, settings.concurrency + 4),
     )
-    return session().client("rekognition", config=config)
+    return (aws or from_environment()).client("rekognition", config=config)
 
 
 class RekognitionDetector:

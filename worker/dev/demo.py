@@ -15,9 +15,8 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from worker.aws import client
 from worker.config import from_env
-from worker.dev.stack import bootstrap, start_moto, use_endpoint
+from worker.dev.stack import bootstrap, local_aws, start_moto
 from worker.service import build, with_stack
 from worker.telemetry import logs
 
@@ -55,17 +54,17 @@ def sample_photos() -> list[tuple[str, bytes]]:
 def run(out_dir: Path = Path("out"), timeout_s: float = 180.0) -> int:
     logs.configure("console", "warning")
     server, endpoint = start_moto()
-    use_endpoint(endpoint)
-    stack = bootstrap()
+    aws = local_aws(endpoint)
+    stack = bootstrap(aws=aws)
     settings = with_stack(from_env(), stack.queue_url, stack.output_bucket, stack.source_bucket)
     settings = replace(settings, service=replace(settings.service, wait_seconds=1))
     try:
-        service = build(settings)
+        service = build(settings, aws=aws)
     except OSError:  # metrics port taken: any free port will do for a demo
-        service = build(replace(settings, service=replace(settings.service, metrics_port=0)))
+        service = build(replace(settings, service=replace(settings.service, metrics_port=0)), aws=aws)
     worker = threading.Thread(target=service.run, name="consumer", daemon=True)
     worker.start()
-    s3 = client("s3")
+    s3 = aws.client("s3")
     photos = sample_photos()
     uploaded: dict[str, float] = {}
     print(f"local stack at {endpoint}: uploading {len(photos)} photos to s3://{stack.source_bucket}/")

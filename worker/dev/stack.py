@@ -4,12 +4,25 @@ Used by `python -m worker local`, the demo and the tests."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
+import boto3
+
+from worker.aws import Aws
 from worker.bootstrap import LOCAL_CREDENTIALS, Names, Stack, bootstrap
 
-__all__ = ["LOCAL_CREDENTIALS", "Names", "Stack", "bootstrap", "start_moto", "use_endpoint"]
+__all__ = ["LOCAL_CREDENTIALS", "Names", "Stack", "bootstrap", "local_aws", "start_moto"]
+
+
+def local_aws(endpoint: str, **more: str) -> Aws:
+    """S3 and SQS on a local endpoint (and any other service in `more`), with throw-away credentials: values
+    handed to the service, nothing written to the environment."""
+    session = boto3.session.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+    return Aws(session, {"s3": endpoint, "sqs": endpoint, **more})
 
 
 def start_moto(port: int = 0) -> tuple[Any, str]:
@@ -22,10 +35,3 @@ def start_moto(port: int = 0) -> tuple[Any, str]:
     server.start()
     host, real_port = server.get_host_and_port()
     return server, f"http://{host}:{real_port}"
-
-
-def use_endpoint(endpoint: str) -> None:
-    """Point boto3 (in this process) at a local endpoint, with throw-away credentials."""
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    for k, v in LOCAL_CREDENTIALS.items():
-        os.environ.setdefault(k, v)
