@@ -735,7 +735,8 @@ SVG = (
                      r"(?i)corrupt|could not be decoded", id="png-signature-then-noise"),
         pytest.param(lambda: b"\xff\xd8\xff" + np.random.default_rng(8).bytes(4000), CorruptImage,
                      r"(?i)corrupt|empty image|could not be decoded", id="jpeg-signature-then-noise"),
-        pytest.param(lambda: b"\0\0\0\x1cftypheic" + bytes(64), UnsupportedImage, r"HEIF", id="heic"),
+        pytest.param(lambda: b"\0\0\0\x1cftypavif" + bytes(64), UnsupportedImage, r"AVIF", id="avif"),
+        pytest.param(lambda: b"\0\0\0\x1cftypheic" + bytes(64), CorruptImage, r"HEIC", id="heic-without-image"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_with_a_clear_error(make, error, keyword, imaging_settings):

@@ -23,7 +23,9 @@ from worker.imaging import icc
 from worker.imaging.container import Inspection, Limits, inspect, sniff
 from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+# HEIC is read, never written (no HEVC encoder is allowed or safely available here): its output is a JPEG.
+OUTPUT_FORMATS = {"jpeg": "jpeg", "png": "png", "webp": "webp", "heic": "jpeg"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/jpeg"}
 MAX_JPEG_SCANS = 64  # progressive JPEGs have about 10; each scan is a full pass over the image
 Header = Inspection
 __all__ = ["Header", "Photo", "decode", "encode", "read_header", "sniff"]
@@ -148,6 +150,9 @@ def decode(data: bytes, header: Inspection) -> Photo:
     try:
         with magick_errors(what):
             img.read(blob=header.clean, format=header.coder)
+            if header.coder == "heic" and img.colorspace == "ycbcr":
+                # ImageMagick 6's HEIC reader hands over libheif's Y'CbCr planes as they are; make them RGB.
+                img.transform_colorspace("srgb")
             if len(img.sequence) > 1:
                 # Only the current frame would be blurred; refusing is safer than publishing the others.
                 raise UnsupportedImage(f"{what}: animated images ({len(img.sequence)} frames) are not supported")
@@ -233,7 +238,8 @@ def normalise_alpha(img: Image) -> None:
 
 
 def encode(photo: Photo, settings: ImageSettings) -> bytes:
-    """Write the input's format: JPEG at about the input's quality with its chroma subsampling; PNG stays PNG."""
+    """Write the input's format (HEIC: JPEG): JPEG at about the input's quality with its chroma subsampling; PNG
+    stays PNG."""
     img = photo.image
     with magick_errors("encoding the output"):
         if photo.has_alpha:
@@ -241,18 +247,19 @@ def encode(photo: Photo, settings: ImageSettings) -> bytes:
         img.strip()
         if photo.profile:
             img.profiles["icc"] = icc.canonical(photo.profile)
-        img.format = photo.coder
+        output = OUTPUT_FORMATS[photo.coder]
+        img.format = output
         img.depth = 8
-        if photo.coder == "jpeg":
+        if output == "jpeg":
             q = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
             img.compression_quality = q
             if photo.sampling_factor:
                 img.options["jpeg:sampling-factor"] = photo.sampling_factor
-        elif photo.coder == "png":
+        elif output == "png":
             img.artifacts["png:exclude-chunk"] = PNG_EXCLUDED_CHUNKS
-        elif photo.coder == "webp":
+        elif output == "webp":
             img.compression_quality = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
-        blob = img.make_blob()
+        blob = img.make_blob(output)
     if not blob:
         raise CorruptImage("encoding produced no bytes")
     return blob

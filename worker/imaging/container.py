@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from worker.errors import CorruptImage, ImageTooComplex, ImageTooLarge, MetadataTooLarge, NotAnImage, UnsupportedImage
 from worker.imaging import exif
@@ -48,8 +49,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Inspection:
-    coder: str  # 'jpeg', 'png' or 'webp'
-    width: int  # as stored, before the orientation is applied
+    coder: str  # 'jpeg', 'png', 'webp' or 'heic'
+    width: int  # as decoded, before the EXIF orientation is applied (HEIF: after irot, which libheif applies)
     height: int
     clean: bytes  # the container with only what the decoder needs
     orientation: int = 1  # EXIF Orientation, 1..8
@@ -60,7 +61,7 @@ class Inspection:
 
 
 def sniff(data: bytes) -> str:
-    """The coder for `data` ('jpeg', 'png' or 'webp') or a clear error."""
+    """The coder for `data` ('jpeg', 'png', 'webp' or 'heic') or a clear error."""
     if not data:
         raise NotAnImage("empty file (0 bytes)")
     if data.startswith(b"\xff\xd8\xff"):
@@ -69,10 +70,13 @@ def sniff(data: bytes) -> str:
         return "png"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+    brand = _heif_brand(data)
+    if brand == "heif":
+        return "heic"
+    if brand == "avif":
         raise UnsupportedImage(
-            "HEIF/HEIC/AVIF images are not supported yet (JPEG, PNG and WebP are): the worker only decodes files "
-            "whose container it has read and bounded first, and it does not read HEIF containers yet"
+            "AVIF images are not supported (JPEG, PNG, WebP and HEIC are): the worker's ImageMagick policy allows "
+            "only the HEIC decoder it has tested, and AVIF goes through a different codec (AV1)"
         )
     for magic, name in _OTHER_IMAGES:
         if data.startswith(magic):
@@ -82,13 +86,15 @@ def sniff(data: bytes) -> str:
         raise UnsupportedImage("SVG/XML content is not accepted")
     if head.startswith((b"push graphic-context", b"viewbox")):
         raise UnsupportedImage("MVG (ImageMagick vector) content is not accepted")
-    raise NotAnImage("not an image: no JPEG, PNG or WebP signature")
+    raise NotAnImage("not an image: no JPEG, PNG, WebP or HEIC signature")
 
 
 def inspect(data: bytes, limits: Limits) -> Inspection:
     coder = sniff(data)
     try:
-        found = {"jpeg": _jpeg, "png": _png, "webp": _webp}[coder](data, _Budget(limits.max_metadata_bytes), limits)
+        found = {"jpeg": _jpeg, "png": _png, "webp": _webp, "heic": _heif}[coder](
+            data, _Budget(limits.max_metadata_bytes), limits
+        )
     except CorruptImage as exc:
         raise CorruptImage(f"corrupt {coder.upper()}: {exc}") from exc
     except (struct.error, IndexError, ValueError) as exc:  # a length or field pointing outside the file
@@ -335,3 +341,367 @@ def _riff(chunks: list[tuple[bytes, bytes]], width: int, height: int) -> bytes:
         chunks = [(b"VP8X", vp8x), *chunks]
     body = b"".join(k + struct.pack("<I", len(b)) + b + b"\0" * (len(b) & 1) for k, b in chunks)
     return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
+# -- HEIF (HEIC) -------------------------------------------------------------------------------------------------------
+# ISO BMFF boxes. ImageMagick 6's `heic` coder hands the file to libheif, which decodes the primary item only (a
+# single hvc1 image or a grid of hvc1 tiles) and applies its irot/imir transforms itself: what is checked here is
+# exactly what that decoder will read. Other items (thumbnails, depth maps, a second image, burst frames) are never
+# decoded, and nothing but the decoded primary image is ever encoded.
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"mif2", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_MAX_BOXES = 4096  # boxes read in one file (a real photo has a few dozen, plus two or so per grid tile)
+_HEIF_MAX_ITEMS = 1024  # items, properties, references (a 48 MP grid has about 200 tiles)
+_HEIF_HEVC_MARGIN = 64  # an HEVC picture may exceed its ispe by the coding-block padding, never by more
+_HEIF_ALPHA = (b"urn:mpeg:hevc:2015:auxid:1\0", b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha\0")
+_HEIF_IMAGE_TYPES = {b"hvc1", b"grid", b"av01", b"iden", b"iovl", b"jpeg", b"unci", b"j2k1", b"vvc1", b"tmap"}
+
+
+def _heif_brand(data: bytes) -> str | None:
+    """'heif' or 'avif' when `data` starts with an ISO BMFF ftyp box naming such a brand."""
+    if data[4:8] != b"ftyp" or len(data) < 16:
+        return None
+    (size,) = struct.unpack_from(">I", data)
+    brands = [data[8:12]] + [data[i : i + 4] for i in range(16, min(size, len(data), 4096) - 3, 4)]
+    if any(b in _AVIF_BRANDS for b in brands) and not any(b in (b"heic", b"heix") for b in brands):
+        return "avif"
+    if any(b in HEIF_BRANDS for b in brands):
+        return "heif"
+    return None
+
+
+class _Boxes:
+    """Walks ISO BMFF boxes, counting every one against _HEIF_MAX_BOXES."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.count = 0
+
+    def read(self, start: int, end: int) -> list[tuple[bytes, int, int]]:
+        """(type, body start, body end) of each box in data[start:end]."""
+        out, pos, data = [], start, self.data
+        while pos < end:
+            self.count += 1
+            if self.count > _HEIF_MAX_BOXES:
+                raise ImageTooComplex(f"HEIF file has more than {_HEIF_MAX_BOXES} boxes")
+            if pos + 8 > end:
+                raise CorruptImage("HEIF box header runs past its container (truncated)")
+            size, kind, head = struct.unpack_from(">I", data, pos)[0], data[pos + 4 : pos + 8], 8
+            if size == 1:
+                if pos + 16 > end:
+                    raise CorruptImage("HEIF box header runs past its container (truncated)")
+                size, head = struct.unpack_from(">Q", data, pos + 8)[0], 16
+            elif size == 0:  # to the end of the enclosing container
+                size = end - pos
+            if size < head or pos + size > end:
+                raise CorruptImage(f"HEIF box {kind!r} runs past the end of its container (truncated)")
+            out.append((kind, pos + head, pos + size))
+            pos += size
+        return out
+
+
+@dataclass(slots=True)
+class _Item:
+    kind: bytes = b""
+    extents: list[tuple[int, int, int]] = field(default_factory=list)  # (construction method, offset, length)
+    props: list[int] = field(default_factory=list)  # 1-based indexes into ipco
+
+
+_ItemOf = Callable[[int], _Item]
+
+
+def _uint(data: bytes, pos: int, size: int) -> int:
+    if size == 0:
+        return 0
+    if pos + size > len(data):
+        raise CorruptImage("HEIF box is truncated")
+    return int.from_bytes(data[pos : pos + size], "big")
+
+
+def _heif(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
+    boxes = _Boxes(data)
+    top = boxes.read(0, len(data))
+    metas = [b for b in top if b[0] == b"meta"]
+    if any(k == b"moov" for k, _, _ in top):
+        raise UnsupportedImage("HEIF image sequences (a moov track: bursts, animations) are not supported")
+    if len(metas) != 1:
+        raise CorruptImage("HEIF file needs exactly one top-level meta box")
+    for kind, start, end in top:
+        if kind not in (b"ftyp", b"meta", b"mdat"):
+            budget.take(end - start + 8, f"HEIF {kind.decode('latin-1')} box")
+    _, mstart, mend = metas[0]
+    budget.take(mend - mstart, "HEIF meta box")  # item and property descriptions, the ICC profile, idat
+    children = {k: (s, e) for k, s, e in boxes.read(mstart + 4, mend)}
+    if b"hdlr" not in children or data[children[b"hdlr"][0] + 8 : children[b"hdlr"][0] + 12] != b"pict":
+        raise CorruptImage("HEIF meta box is not a picture (hdlr 'pict')")
+    for needed in (b"pitm", b"iinf", b"iloc", b"iprp"):
+        if needed not in children:
+            raise CorruptImage(f"HEIF meta box has no {needed.decode()} box")
+    items: dict[int, _Item] = {}
+
+    def item(item_id: int) -> _Item:
+        if item_id not in items:
+            if len(items) >= _HEIF_MAX_ITEMS:
+                raise ImageTooComplex(f"HEIF file has more than {_HEIF_MAX_ITEMS} items")
+            items[item_id] = _Item()
+        return items[item_id]
+
+    start, _ = children[b"pitm"]
+    primary = _uint(data, start + 4, 2 if data[start] == 0 else 4)
+    _heif_iinf(data, boxes, *children[b"iinf"], item)
+    _heif_iloc(data, *children[b"iloc"], item)
+    props = _heif_iprp(data, boxes, *children[b"iprp"], item)
+    refs = _heif_iref(data, *children[b"iref"], item) if b"iref" in children else {}
+    idat = children.get(b"idat", (0, 0))
+
+    def payload(it: _Item) -> bytes:
+        parts = []
+        for method, offset, length in it.extents:
+            base, end = (0, len(data)) if method == 0 else idat
+            if method not in (0, 1):
+                raise UnsupportedImage("HEIF item built from another item (iloc construction method 2)")
+            if base + offset + length > end:
+                raise CorruptImage("HEIF item data runs past the end of the file (truncated)")
+            parts.append(data[base + offset : base + offset + length])
+        return b"".join(parts)
+
+    for item_id, it in items.items():
+        for method, offset, length in it.extents:
+            base, end = (0, len(data)) if method == 0 else idat
+            if base + offset + length > end:
+                raise CorruptImage(f"HEIF item {item_id} data runs past the end of the file (truncated)")
+        if it.kind not in _HEIF_IMAGE_TYPES:  # Exif, XMP (mime), anything else: what the reader may load
+            budget.take(sum(length for _, _, length in it.extents), f"HEIF {it.kind.decode('latin-1')} item")
+
+    if primary not in items or not items[primary].kind:
+        raise CorruptImage("HEIF primary item (pitm) is not described in iinf")
+    main = items[primary]
+    for (kind, source), targets in refs.items():  # an auxiliary image points at the image it belongs to
+        if kind != b"auxl" or primary not in targets or source not in items:
+            continue
+        aux_types = [props[i][1][4:] for i in items[source].props if props.get(i, (b"", b""))[0] == b"auxC"]
+        if any(t.startswith(_HEIF_ALPHA) for t in aux_types):
+            raise UnsupportedImage(
+                "HEIF with transparency (an alpha plane) is not supported: ImageMagick 6 decodes HEIF without "
+                "alpha, so pixels a viewer never shows would be published"
+            )
+
+    def prop(it: _Item, kind: bytes) -> bytes | None:
+        for i in it.props:
+            if i not in props:
+                raise CorruptImage(f"HEIF item refers to a missing property {i}")
+            if props[i][0] == kind:
+                return props[i][1]
+        return None
+
+    def ispe(it: _Item) -> tuple[int, int]:
+        body = prop(it, b"ispe")
+        if body is None or len(body) < 12:
+            raise CorruptImage("HEIF image item has no size (ispe)")
+        w, h = struct.unpack_from(">II", body, 4)
+        return w, h
+
+    def check_size(w: int, h: int, what: str) -> None:
+        if w > limits.max_side or h > limits.max_side or w * h > limits.max_pixels:
+            raise ImageTooLarge(
+                f"{what} is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is {limits.max_pixels / 1e6:.0f} MP and "
+                f"{limits.max_side} px a side (MAX_PIXELS, MAX_SIDE)"
+            )
+
+    def check_hevc(it: _Item) -> None:
+        w, h = ispe(it)
+        check_size(w, h, "HEIF image")
+        sps = _hevc_sps_size(prop(it, b"hvcC"))
+        if sps[0] > w + _HEIF_HEVC_MARGIN or sps[1] > h + _HEIF_HEVC_MARGIN:
+            raise ImageTooLarge(f"HEIF image declares {w}x{h} but its HEVC stream is {sps[0]}x{sps[1]}")
+
+    if main.kind == b"hvc1":
+        width, height = ispe(main)
+        check_hevc(main)
+    elif main.kind == b"grid":
+        grid = payload(main)
+        if len(grid) < 8:
+            raise CorruptImage("HEIF grid description is truncated")
+        rows, cols = grid[2] + 1, grid[3] + 1
+        width, height = struct.unpack_from(">II" if grid[1] & 1 else ">HH", grid, 4)
+        tiles = refs.get((b"dimg", primary), [])
+        if len(tiles) != rows * cols:
+            raise CorruptImage(f"HEIF grid of {rows}x{cols} has {len(tiles)} tiles")
+        check_size(width, height, "HEIF image")
+        for tile in tiles:
+            if tile not in items or items[tile].kind != b"hvc1":
+                raise UnsupportedImage("HEIF grid tiles that are not HEVC images are not supported")
+            check_hevc(items[tile])
+        tw, th = ispe(items[tiles[0]])
+        if any(ispe(items[t]) != (tw, th) for t in tiles) or tw * cols < width or th * rows < height:
+            raise CorruptImage("HEIF grid tiles do not cover the image")
+        check_size(tw * cols, th * rows, "HEIF grid (tiles as decoded)")
+    else:
+        raise UnsupportedImage(f"HEIF primary image of type {main.kind.decode('latin-1')!r} is not supported")
+    irot, imir = prop(main, b"irot"), prop(main, b"imir")
+    if (irot[0] & 3 if irot else 0) in (1, 3):  # libheif rotates while decoding: the decoded image is turned
+        width, height = height, width
+    icc = None
+    colr = prop(main, b"colr")
+    if colr is not None and colr[:4] in (b"prof", b"rICC"):
+        icc = colr[4:]
+    del imir  # applied by libheif too; nothing changes the size
+    # `clean` is the file as it came: rebuilding ISO BMFF (item locations move) is not worth its risk when nothing
+    # but the decoded primary image is ever encoded. What the decoder may load besides pixels (Exif/XMP items, the
+    # meta box) was counted above against MAX_METADATA_BYTES, and every item lies within the file.
+    return Inspection("heic", width, height, data, 1, icc)
+
+
+def _heif_iinf(data: bytes, boxes: _Boxes, start: int, end: int, item: _ItemOf) -> None:
+    head = start + (6 if data[start] == 0 else 8)
+    for kind, s, _ in boxes.read(head, end):
+        if kind != b"infe" or data[s] < 2:
+            continue  # item info before version 2 names no item type: nothing a decoder uses
+        wide = data[s] >= 3
+        item_id = _uint(data, s + 4, 4 if wide else 2)
+        pos = s + 4 + (4 if wide else 2) + 2
+        item(item_id).kind = data[pos : pos + 4]
+
+
+def _heif_iloc(data: bytes, start: int, end: int, item: _ItemOf) -> None:
+    version = data[start]
+    sizes = data[start + 4], data[start + 5]
+    offset_size, length_size = sizes[0] >> 4, sizes[0] & 15
+    base_size, index_size = sizes[1] >> 4, (sizes[1] & 15) if version in (1, 2) else 0
+    pos = start + 6
+    count = _uint(data, pos, 4 if version == 2 else 2)
+    pos += 4 if version == 2 else 2
+    if count > _HEIF_MAX_ITEMS:
+        raise ImageTooComplex(f"HEIF file has more than {_HEIF_MAX_ITEMS} items")
+    for _ in range(count):
+        item_id = _uint(data, pos, 4 if version == 2 else 2)
+        pos += 4 if version == 2 else 2
+        method = _uint(data, pos, 2) & 15 if version in (1, 2) else 0
+        pos += 2 if version in (1, 2) else 0
+        if _uint(data, pos, 2):
+            raise UnsupportedImage("HEIF item stored in another file (data reference) is not supported")
+        base = _uint(data, pos + 2, base_size)
+        pos += 2 + base_size
+        extents = _uint(data, pos, 2)
+        pos += 2
+        if extents > _HEIF_MAX_ITEMS:
+            raise ImageTooComplex(f"HEIF item has more than {_HEIF_MAX_ITEMS} extents")
+        it = item(item_id)
+        for _ in range(extents):
+            pos += index_size
+            offset, length = _uint(data, pos, offset_size), _uint(data, pos + offset_size, length_size)
+            pos += offset_size + length_size
+            if length == 0:
+                raise UnsupportedImage("HEIF item of unspecified length is not supported")
+            it.extents.append((method, base + offset, length))
+        if pos > end:
+            raise CorruptImage("HEIF iloc box is truncated")
+
+
+def _heif_iprp(data: bytes, boxes: _Boxes, start: int, end: int, item: _ItemOf) -> dict[int, tuple[bytes, bytes]]:
+    found = boxes.read(start, end)
+    ipco = [b for b in found if b[0] == b"ipco"]
+    if len(ipco) != 1:
+        raise CorruptImage("HEIF iprp box needs exactly one ipco box")
+    props = {i + 1: (k, data[s:e]) for i, (k, s, e) in enumerate(boxes.read(ipco[0][1], ipco[0][2]))}
+    if len(props) > _HEIF_MAX_ITEMS:
+        raise ImageTooComplex(f"HEIF file has more than {_HEIF_MAX_ITEMS} properties")
+    for kind, s, e in found:
+        if kind != b"ipma":
+            continue
+        version, wide_index = data[s], data[s + 3] & 1
+        pos, (count,) = s + 8, struct.unpack_from(">I", data, s + 4)
+        if count > _HEIF_MAX_ITEMS:
+            raise ImageTooComplex(f"HEIF file has more than {_HEIF_MAX_ITEMS} items")
+        for _ in range(count):
+            item_id = _uint(data, pos, 4 if version >= 1 else 2)
+            pos += 4 if version >= 1 else 2
+            n = _uint(data, pos, 1)
+            pos += 1
+            for _ in range(n):
+                value = _uint(data, pos, 2 if wide_index else 1)
+                pos += 2 if wide_index else 1
+                index = value & (0x7FFF if wide_index else 0x7F)
+                if index:
+                    item(item_id).props.append(index)
+        if pos > e:
+            raise CorruptImage("HEIF ipma box is truncated")
+    return props
+
+
+def _heif_iref(data: bytes, start: int, end: int, item: _ItemOf) -> dict[tuple[bytes, int], list[int]]:
+    wide = data[start] != 0
+    size = 4 if wide else 2
+    refs: dict[tuple[bytes, int], list[int]] = {}
+    pos, total = start + 4, 0
+    while pos + 8 <= end:
+        (box_size,), kind = struct.unpack_from(">I", data, pos), data[pos + 4 : pos + 8]
+        if box_size < 8 or pos + box_size > end:
+            raise CorruptImage("HEIF iref box is truncated")
+        p = pos + 8
+        source, count = _uint(data, p, size), _uint(data, p + size, 2)
+        total += count
+        if total > _HEIF_MAX_ITEMS * 4:
+            raise ImageTooComplex("HEIF file has too many item references")
+        p += size + 2
+        if p + count * size > pos + box_size:
+            raise CorruptImage("HEIF iref box is truncated")
+        refs.setdefault((kind, source), []).extend(_uint(data, p + i * size, size) for i in range(count))
+        for target in refs[(kind, source)]:
+            item(target)
+        pos += box_size
+    return refs
+
+
+def _hevc_sps_size(hvcc: bytes | None) -> tuple[int, int]:
+    """The picture size in the HEVC sequence parameter set of an hvcC box: what libde265 allocates for."""
+    if hvcc is None or len(hvcc) < 23:
+        raise CorruptImage("HEIF HEVC image has no decoder configuration (hvcC)")
+    pos, arrays = 23, hvcc[22]
+    for _ in range(arrays):
+        nal_type = hvcc[pos] & 0x3F
+        (count,) = struct.unpack_from(">H", hvcc, pos + 1)
+        pos += 3
+        for _ in range(count):
+            (length,) = struct.unpack_from(">H", hvcc, pos)
+            nal = hvcc[pos + 2 : pos + 2 + length]
+            pos += 2 + length
+            if nal_type == 33:
+                return _sps_size(nal)
+    raise CorruptImage("HEIF HEVC configuration has no sequence parameter set")
+
+
+def _sps_size(nal: bytes) -> tuple[int, int]:
+    rbsp = re.sub(b"\x00\x00\x03", b"\x00\x00", nal[2:])  # emulation prevention bytes
+    bits = "".join(f"{b:08b}" for b in rbsp[:64])
+    pos = 0
+
+    def u(n: int) -> int:
+        nonlocal pos
+        if pos + n > len(bits):
+            raise CorruptImage("HEVC sequence parameter set is truncated")
+        value = int(bits[pos : pos + n], 2) if n else 0
+        pos += n
+        return value
+
+    def ue() -> int:
+        zeros = 0
+        while u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise CorruptImage("HEVC sequence parameter set is malformed")
+        return (1 << zeros) - 1 + u(zeros)
+
+    u(4)  # sps_video_parameter_set_id
+    sub_layers = u(3)
+    u(1)
+    u(96)  # general profile, tier and level
+    present = [(u(1), u(1)) for _ in range(sub_layers)]
+    if sub_layers:
+        u(2 * (8 - sub_layers))
+    for profile, level in present:
+        u(88 * profile + 8 * level)
+    ue()  # sps_seq_parameter_set_id
+    if ue() == 3:  # chroma_format_idc 4:4:4: separate_colour_plane_flag
+        u(1)
+    return ue(), ue()

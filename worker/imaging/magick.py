@@ -97,6 +97,7 @@ _READ, _WRITE, _EXECUTE = 1, 2, 4
 # refused by the policy in force.
 ALLOWED_CODERS = frozenset({"JPEG", "JPG", "PNG", "PNG8", "PNG24", "PNG32", "PNG48", "PNG64", "PNG00", "WEBP"})
 ALLOWED_CODERS |= {"RGB", "RGBA", "GRAY"}
+READ_ONLY_CODERS = frozenset({"HEIC"})  # read (libheif), never written: HEIC photos come out as JPEG
 
 
 def policy_problems(settings: ImageSettings) -> list[str]:
@@ -108,7 +109,12 @@ def policy_problems(settings: ImageSettings) -> list[str]:
     for fmt in wand.version.formats("*"):
         name = fmt.upper().encode()
         ours = fmt.upper() in ALLOWED_CODERS
-        if not ours and (allowed(_CODER, _READ, name) or allowed(_CODER, _WRITE, name)):
+        if fmt.upper() in READ_ONLY_CODERS:
+            if allowed(_CODER, _WRITE, name):
+                problems.append(f"coder {fmt} may write (the worker only reads it)")
+            if not allowed(_CODER, _READ, name):
+                problems.append(f"coder {fmt} is refused (the worker reads it)")
+        elif not ours and (allowed(_CODER, _READ, name) or allowed(_CODER, _WRITE, name)):
             problems.append(f"coder {fmt} is not refused")
         if ours and fmt.upper() in {"JPEG", "PNG", "WEBP"} and not allowed(_CODER, _READ | _WRITE, name):
             problems.append(f"coder {fmt} is refused (the worker needs it)")
