@@ -18,7 +18,7 @@ from typing import Any
 
 from worker import __version__
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 
 
 class Refused(Exception):
@@ -187,7 +187,7 @@ def _positive(text: str) -> int:
 
 def add_command(sub: Any) -> None:
     blur = sub.add_parser("blur", help="blur every face in local image files (never over an original)")
-    blur.add_argument("inputs", nargs="+", help="image files or folders (folders: .jpg .jpeg .png .webp files)")
+    blur.add_argument("inputs", nargs="+", help="image files or folders (folders: .jpg .jpeg .png .webp .heic .heif)")
     blur.add_argument("--out", type=Path, required=True, help="output folder (same file names); not an input's")
     blur.add_argument("--report", type=Path, help="write a JSON report: faces, stage timings, errors")
     blur.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="photos processed at once")
