@@ -226,3 +226,15 @@ def test_box_count_bomb_is_refused(astronaut_heic):
 def test_avif_is_refused_with_its_reason(detector, settings):
     data = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf" + bytes(64)
     assert "AVIF" in _refused(data, UnsupportedImage, "unsupported_image", detector, settings)
+
+
+def test_policy_reads_heic_and_never_writes_it(imaging_settings):
+    from worker.imaging.magick import _c, policy_problems
+
+    allowed = _c()[0].IsRightsAuthorized
+    coder, read, write = 1, 1, 2
+    assert allowed(coder, read, b"HEIC")
+    assert not allowed(coder, write, b"HEIC")
+    assert not allowed(coder, read, b"AVIF")
+    assert not allowed(coder, write, b"AVIF")
+    assert policy_problems(imaging_settings.image) == []

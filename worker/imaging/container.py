@@ -1,4 +1,5 @@
-"""Read a JPEG, PNG or WebP container without decoding pixels, and rebuild it with only what the decoder needs.
+"""Read a JPEG, PNG, WebP or HEIC container without decoding pixels, and rebuild it with only what the decoder needs
+(HEIC: checked, not rebuilt; see `_heif`).
 
 Pure functions, no ImageMagick. Before any decoder sees an upload, `inspect`:
 - sniffs the format from its magic bytes (ImageMagick is then told the coder; it never guesses from content);
