@@ -238,3 +238,55 @@ def test_policy_reads_heic_and_never_writes_it(imaging_settings):
     assert not allowed(coder, read, b"AVIF")
     assert not allowed(coder, write, b"AVIF")
     assert policy_problems(imaging_settings.image) == []
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def with_clap(data: bytes, width: int, height: int) -> bytes:
+    """`data` (pillow-heif's layout: one image item, item 1 first in ipma, ipma version 0 with 8-bit indexes) with a
+    clean-aperture crop to width x height added to the primary item; item offsets moved to match."""
+    out = bytearray(data)
+    ipco, ipma = out.index(b"ipco") - 4, out.index(b"ipma") - 4
+    ipco_size, ipma_size = (struct.unpack_from(">I", out, p)[0] for p in (ipco, ipma))
+    nprops = len(_children(bytes(out[ipco + 8 : ipco + ipco_size])))
+    body = bytes(out[ipma + 8 : ipma + ipma_size])
+    item, n = struct.unpack_from(">HB", body, 8)
+    assert struct.unpack_from(">I", body, 4)[0] == 1
+    ipma_new = _box(b"ipma", body[:4] + struct.pack(">IHB", 1, item, n + 1) + body[11 : 11 + n] + bytes([nprops + 1]))
+    clap = _box(b"clap", struct.pack(">8I", width, 1, height, 1, 0, 1, 0, 1))
+    ipco_new = _box(b"ipco", bytes(out[ipco + 8 : ipco + ipco_size]) + clap)
+    delta = len(ipco_new) - ipco_size + len(ipma_new) - ipma_size
+    out = out[:ipco] + ipco_new + out[ipco + ipco_size : ipma] + ipma_new + out[ipma + ipma_size :]
+    for kind in (b"iprp", b"meta"):
+        p = out.index(kind) - 4
+        struct.pack_into(">I", out, p, struct.unpack_from(">I", out, p)[0] + delta)
+    p = out.index(b"iloc") + 4
+    assert out[p] == 0  # iloc version 0
+    assert out[p + 4 : p + 6] == b"\x44\x40"  # 32-bit offsets, lengths and base offsets (left as they are)
+    q, (count,) = p + 8, struct.unpack_from(">H", out, p + 6)
+    for _ in range(count):
+        (extents,) = struct.unpack_from(">H", out, q + 8)
+        q += 10
+        for _ in range(extents):
+            struct.pack_into(">I", out, q, struct.unpack_from(">I", out, q)[0] + delta)
+            q += 8
+    return bytes(out)
+
+
+def _children(body: bytes) -> list[bytes]:
+    kinds, pos = [], 0
+    while pos < len(body):
+        kinds.append(body[pos + 4 : pos + 8])
+        pos += struct.unpack_from(">I", body, pos)[0]
+    return kinds
+
+
+def test_clean_aperture_crop_is_what_comes_out(astronaut, detector, settings):
+    data = with_clap(heic(astronaut), 500, 400)
+    assert b"clap" in data
+    result = blur_photo(data, detector, settings)
+    assert (result.width, result.height) == (500, 400)  # libheif crops around the centre
+    out = pil_array(result.data)
+    assert mean_abs_diff(out[300:], astronaut[56 + 300 : 456, 6:506]) < 6

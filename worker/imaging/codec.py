@@ -156,7 +156,11 @@ def decode(data: bytes, header: Inspection) -> Photo:
             if len(img.sequence) > 1:
                 # Only the current frame would be blurred; refusing is safer than publishing the others.
                 raise UnsupportedImage(f"{what}: animated images ({len(img.sequence)} frames) are not supported")
-            if img.size != (header.width, header.height) or img.width * img.height == 0:
+            if header.coder == "heic":  # libheif crops to a clean aperture (clap): never larger than the header
+                wrong_size = img.width > header.width or img.height > header.height
+            else:
+                wrong_size = img.size != (header.width, header.height)
+            if wrong_size or img.width * img.height == 0:
                 raise CorruptImage(f"{what}: decoded size {img.size} differs from the header")
             problem = decode_warning(img)
             if problem:

@@ -51,7 +51,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Inspection:
     coder: str  # 'jpeg', 'png', 'webp' or 'heic'
-    width: int  # as decoded, before the EXIF orientation is applied (HEIF: after irot, which libheif applies)
+    width: int  # as decoded, before the EXIF orientation is applied (HEIC: after irot, before a clap crop)
     height: int
     clean: bytes  # the container with only what the decoder needs
     orientation: int = 1  # EXIF Orientation, 1..8
@@ -539,14 +539,15 @@ def _heif(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
         check_size(tw * cols, th * rows, "HEIF grid (tiles as decoded)")
     else:
         raise UnsupportedImage(f"HEIF primary image of type {main.kind.decode('latin-1')!r} is not supported")
-    irot, imir = prop(main, b"irot"), prop(main, b"imir")
+    irot = prop(main, b"irot")
     if (irot[0] & 3 if irot else 0) in (1, 3):  # libheif rotates while decoding: the decoded image is turned
         width, height = height, width
+    # imir (a mirror) keeps the size; clap (a clean-aperture crop, applied by libheif too) can only shrink it: the
+    # size returned is the decoder's upper bound, and codec.decode accepts a decoded image no larger than it.
     icc = None
     colr = prop(main, b"colr")
     if colr is not None and colr[:4] in (b"prof", b"rICC"):
         icc = colr[4:]
-    del imir  # applied by libheif too; nothing changes the size
     # `clean` is the file as it came: rebuilding ISO BMFF (item locations move) is not worth its risk when nothing
     # but the decoded primary image is ever encoded. What the decoder may load besides pixels (Exif/XMP items, the
     # meta box) was counted above against MAX_METADATA_BYTES, and every item lies within the file.
