@@ -39,6 +39,14 @@ class Stopwatch:
         self._last = now
 
 
+def find_faces(photo: codec.Photo, detector: Detector, settings: Settings) -> list[Face]:
+    """Every face the detector finds in any view of the photo (one; two for transparency), united."""
+    faces: list[Face] = []
+    for view in photo.views():
+        faces = union(faces, detector.detect(view), settings.detect.nms_iou)
+    return faces
+
+
 def outline_photo(data: bytes, detector: Detector, settings: Settings) -> tuple[bytes, list[Face], dict[str, float]]:
     """A copy of the photo with every detected face outlined (the blur command's --boxes dry run): the faces stay
     visible, so this is never what the service publishes."""
@@ -46,9 +54,7 @@ def outline_photo(data: bytes, detector: Detector, settings: Settings) -> tuple[
     header = codec.read_header(data, settings.image)
     with codec.decode(data, header) as photo:
         clock.lap("decode")
-        faces: list[Face] = []
-        for view in photo.views():
-            faces = union(faces, detector.detect(view), settings.detect.nms_iou)
+        faces = find_faces(photo, detector, settings)
         clock.lap("detect")
         codec.outline(photo, [(f.x, f.y, f.w, f.h) for f in faces])
         out = codec.encode(photo, settings.image)
@@ -64,9 +70,7 @@ def blur_photo(data: bytes, detector: Detector, settings: Settings, budget: Memo
         clock.lap("admission")  # reading the container, then waiting for memory
         with codec.decode(data, header) as photo:
             clock.lap("decode")
-            faces: list[Face] = []
-            for view in photo.views():
-                faces = union(faces, detector.detect(view), settings.detect.nms_iou)
+            faces = find_faces(photo, detector, settings)
             clock.lap("detect")
             # Detector inputs are made lazily inside detect(); report them as their own stage.
             clock.timings["detect"] -= photo.input_seconds
