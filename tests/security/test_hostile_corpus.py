@@ -175,10 +175,14 @@ def test_icc_profile_carries_a_whole_jpeg_of_the_face():
 @pytest.mark.parametrize("make", [h.png_icc_scrambled, h.jpeg_icc_scrambled], ids=["png", "jpeg"])
 def test_icc_tone_curves_scramble_the_stored_levels(make):
     data = make()
+    perm = h.scramble_permutation()
+    for c in range(3):  # each TRC is a permutation of the levels
+        assert sorted(perm[c]) == list(range(256))
+    assert h.rendered_srgb(h.png_icc_scrambled()).tolist() == ASTRONAUT.tolist()  # lossless: exact
     raw = pil_array(data)
     shown = h.rendered_srgb(data)
-    assert h.face_detail(ASTRONAUT, shown) > 0.9
-    assert np.abs(shown.astype(int) - ASTRONAUT).mean() < 2.5
+    assert h.face_detail(ASTRONAUT, shown) > 0.85
+    assert np.abs(shown.astype(int) - ASTRONAUT).mean() < 6
     assert abs(h.face_detail(ASTRONAUT, raw)) < 0.25
     assert np.abs(raw.astype(int) - ASTRONAUT).mean() > 40
 
