@@ -126,7 +126,8 @@ def test_transparent_pixels_carry_no_colour(face_alpha, rest_alpha, blur):
             for c in range(3):
                 distinct = len(np.unique(colours[:, c]))
                 assert distinct <= a + 1, f"alpha {a}: {distinct} levels in channel {c} (premultiplied 8-bit: <= a+1)"
-    assert abs(h.face_detail(ASTRONAUT, rgba[..., :3])) <= PROTECTED
+    if face_alpha != 3:  # at alpha 3 the face is invisible: quantised (above), not necessarily blurred
+        assert abs(h.face_detail(ASTRONAUT, rgba[..., :3])) <= PROTECTED
 
 
 def test_face_drawn_in_the_alpha_channel_is_blurred(blur):
