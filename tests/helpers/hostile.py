@@ -469,6 +469,14 @@ def jpeg_com_flood() -> bytes:
     return insert_segments(small_jpeg(), [segment(COM, payload)] * count)
 
 
+def jpeg_appn_flood() -> bytes:
+    """The same total as the COM flood, spread over APP3..APP15 segments that no decoder interprets."""
+    count, size = COM_FLOOD
+    rng = np.random.default_rng(2)
+    payload = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+    return insert_segments(small_jpeg(), [segment(0xE3 + k % 13, payload) for k in range(count)])
+
+
 WEBP_METADATA_SIZE = 9 * MIB
 
 
@@ -548,6 +556,7 @@ REFUSALS: dict[str, tuple[object, str]] = {
     "png_raw_profile_exif_bomb": (png_raw_profile_bomb, "metadata_too_large"),
     "png_iccp_bomb": (png_iccp_bomb, "metadata_too_large"),
     "jpeg_com_flood": (jpeg_com_flood, "metadata_too_large"),
+    "jpeg_appn_flood": (jpeg_appn_flood, "metadata_too_large"),
     "webp_exif_9mib": (webp_exif_bomb, "metadata_too_large"),
     "webp_unknown_chunk_9mib": (webp_unknown_chunk_bomb, "metadata_too_large"),
     "png_ihdr_100000x100000": (png_huge_ihdr, "image_too_large"),
