@@ -143,7 +143,7 @@ def test_face_drawn_in_the_alpha_channel_is_blurred(blur):
 @pytest.mark.parametrize("high", ["flat", "unrelated"])
 def test_face_in_the_low_byte_of_a_16_bit_png_is_not_published(high, blur):
     out = blur(h.png16_low_byte_face(None if high == "flat" else h.decoy()))
-    assert png_ihdr(out.data)[2] == 8
+    assert png_ihdr(out.data)[2] <= 8  # a flat 8-bit image may be stored in fewer bits, never in more
     assert abs(h.face_detail(ASTRONAUT, pil_array(out.data))) < 0.2
 
 

@@ -139,7 +139,8 @@ ORIENTATIONS = (
 )  # index = EXIF value
 # Chunks the PNG encoder must not write: no timestamps, no colour-management chunks (the profile is ours or none).
 PNG_EXCLUDED_CHUNKS = "bKGD,caNv,cHRM,eXIf,gAMA,pHYs,sRGB,date,time"
-STRIP_ROWS_PIXELS = 1 << 20  # alpha is normalised this many pixels at a time (bounded memory)
+STRIP_ROWS_PIXELS = 1 << 20  # pixels converted at a time (bounded memory)
+_SHORT_PIXEL = 7  # ImageMagick StorageType ShortPixel
 
 
 def decode(data: bytes, header: Inspection) -> Photo:
@@ -170,6 +171,8 @@ def decode(data: bytes, header: Inspection) -> Photo:
             img.orientation = ORIENTATIONS[header.orientation]
             img.auto_orient()
             profile = _manage_colour(img, header)
+            if img.depth > 8:
+                _truncate_to_8_bits(img)
             img.depth = 8  # written at 8 bits, what displays show: bits below could carry a second picture
             img.strip()
             for key in [k for k in img.metadata if not k.startswith(("png:", "jpeg:"))]:
@@ -208,6 +211,25 @@ def _manage_colour(img: Image, header: Inspection) -> str | None:
     if img.colorspace == "cmyk":
         img.transform_colorspace("srgb")
     return None
+
+
+def _truncate_to_8_bits(img: Image) -> None:
+    """Keep only the high byte of a deeper image's samples (alpha included). Rounding to 8 bits would let the top
+    bit of the low byte decide between two levels, and a picture can hide in that bit: truncation keeps none."""
+    w, h = img.size
+    gray = img.colorspace == "gray" and not img.alpha_channel
+    read, write = (b"R", b"I") if gray else (b"RGBA", b"RGBA") if img.alpha_channel else (b"RGB", b"RGB")
+    step = max(1, STRIP_ROWS_PIXELS // w)
+    for y in range(0, h, step):
+        rows = min(step, h - y)
+        px = np.empty((rows, w, len(read)), np.uint16)
+        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, read, _SHORT_PIXEL, px.ctypes.data):
+            img.raise_exception()
+            raise CorruptImage("could not read pixels")
+        px = (px >> 8) * np.uint16(257)  # exactly an 8-bit level, which the 8-bit encoder keeps as it is
+        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, write, _SHORT_PIXEL, px.ctypes.data):
+            img.raise_exception()
+            raise CorruptImage("could not write pixels")
 
 
 def _convert_rows(img: Image, convert: Callable[[np.ndarray], np.ndarray]) -> None:
