@@ -216,36 +216,44 @@ def _manage_colour(img: Image, header: Inspection) -> str | None:
 def _truncate_to_8_bits(img: Image) -> None:
     """Keep only the high byte of a deeper image's samples (alpha included). Rounding to 8 bits would let the top
     bit of the low byte decide between two levels, and a picture can hide in that bit: truncation keeps none."""
-    w, h = img.size
     gray = img.colorspace == "gray" and not img.alpha_channel
-    read, write = (b"R", b"I") if gray else (b"RGBA", b"RGBA") if img.alpha_channel else (b"RGB", b"RGB")
-    step = max(1, STRIP_ROWS_PIXELS // w)
-    for y in range(0, h, step):
-        rows = min(step, h - y)
-        px = np.empty((rows, w, len(read)), np.uint16)
-        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, read, _SHORT_PIXEL, px.ctypes.data):
-            img.raise_exception()
-            raise CorruptImage("could not read pixels")
-        px = (px >> 8) * np.uint16(257)  # exactly an 8-bit level, which the 8-bit encoder keeps as it is
-        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, write, _SHORT_PIXEL, px.ctypes.data):
-            img.raise_exception()
-            raise CorruptImage("could not write pixels")
+    layouts = (b"R", b"I") if gray else None  # grey: read as red, written as I (red, green and blue alike)
+    # Exactly an 8-bit level, which the 8-bit encoder keeps as it is.
+    _rewrite_rows(img, lambda px: (px >> 8) * np.uint16(257), np.uint16, layouts)
 
 
 def _convert_rows(img: Image, convert: Callable[[np.ndarray], np.ndarray]) -> None:
     """Replace the colour of the 8-bit pixels (RGB, or RGBA with alpha: convert sees it, alpha is kept) by
-    convert(pixels), a strip of rows at a time (bounded memory)."""
+    convert(pixels)."""
+
+    def colour(px: np.ndarray) -> np.ndarray:
+        px[:, :, :3] = convert(px)
+        return px
+
+    _rewrite_rows(img, colour, np.uint8)
+
+
+def _rewrite_rows(
+    img: Image,
+    rewrite: Callable[[np.ndarray], np.ndarray],
+    dtype: type[np.uint8] | type[np.uint16],
+    layouts: tuple[bytes, bytes] | None = None,
+) -> None:
+    """Export the pixels a strip of rows at a time (bounded memory), rewrite them, import them back. Layouts are
+    RGBA with alpha, RGB without (importing RGBA would give an opaque image an alpha channel), unless given."""
     w, h = img.size
-    layout = b"RGBA" if img.alpha_channel else b"RGB"  # importing RGBA would give an opaque image an alpha channel
+    rgb = b"RGBA" if img.alpha_channel else b"RGB"
+    read, write = layouts or (rgb, rgb)
+    storage = 1 if dtype is np.uint8 else _SHORT_PIXEL  # CharPixel or ShortPixel
     step = max(1, STRIP_ROWS_PIXELS // w)
     for y in range(0, h, step):
         rows = min(step, h - y)
-        px = np.empty((rows, w, len(layout)), np.uint8)
-        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, layout, 1, px.ctypes.data):
+        px = np.empty((rows, w, len(read)), dtype)
+        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, read, storage, px.ctypes.data):
             img.raise_exception()
             raise CorruptImage("could not read pixels")
-        px[:, :, :3] = convert(px)
-        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, layout, 1, px.ctypes.data):
+        px = np.ascontiguousarray(rewrite(px), dtype=dtype)
+        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, write, storage, px.ctypes.data):
             img.raise_exception()
             raise CorruptImage("could not write pixels")
 
