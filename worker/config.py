@@ -195,12 +195,46 @@ class DetectSettings:
         "CenterFace score threshold; lower finds more faces and more false ones",
         between(0.05, 0.95),
     )
-    coarse_side: int = setting(
-        640, "DETECT_COARSE_SIDE", "long side (px) of the detection pass for large faces", between(160, 4096)
+    min_face: int = setting(
+        16,
+        "DETECT_MIN_FACE",
+        "smallest face (px wide, upright photo) protected at every position of every photo, whatever its size: "
+        "the finest detection level brings it to the detector's reliable 16 px (cost ~ (16 / this)^2 per pixel)",
+        between(8, 64),
     )
-    fine_side: int = setting(1024, "DETECT_FINE_SIDE", "long side (px) of the pass for small faces (0 = off)")
+    coarse_threshold: float = setting(
+        0.3,
+        "DETECT_COARSE_THRESHOLD",
+        "score needed on the levels coarser than the two finest (a false face there blurs a large area)",
+        between(0.05, 0.95),
+    )
+    coarse_side: int = setting(
+        640,
+        "DETECT_COARSE_SIDE",
+        "long side (px) of the whole-photo level that finds the largest faces",
+        between(160, 1024),
+    )
+    fine_side: int = setting(
+        1024,
+        "DETECT_FINE_SIDE",
+        "a photo smaller than this is looked at with its long side enlarged to it (at most DETECT_MAX_UPSCALE), "
+        "for faces smaller than DETECT_MIN_FACE (0 = off)",
+    )
     max_upscale: float = setting(
         1.5, "DETECT_MAX_UPSCALE", "small photos are enlarged at most this much for detection", between(1, 4)
+    )
+    tile_side: int = setting(
+        1024,
+        "DETECT_TILE_SIDE",
+        "detection levels larger than this (px) are cut into overlapping tiles of at most this side "
+        "(bounds the detector's memory: ~0.3 GB at 1024)",
+        between(512, 4096),
+    )
+    precision: str = setting(
+        "int8",
+        "DETECT_PRECISION",
+        "`int8` (the quantized model, ~2x faster on CPUs with int8 dot products) or `fp32` (the original)",
+        one_of("int8", "fp32"),
     )
     nms_iou: float = setting(
         0.3, "DETECT_NMS_IOU", "overlap (IoU) above which two detections are one face", between(0.1, 0.9)
@@ -208,8 +242,16 @@ class DetectSettings:
     rotated_side: int = setting(
         480,
         "DETECT_ROTATED_SIDE",
-        "long side (px) of an extra pass on the photo turned 180 degrees, for upside-down faces (0 = off)",
+        "upside-down faces: the photo turned 180 degrees is looked at with a long side of at least this, "
+        "and at DETECT_ROTATED_MIN_FACE (0 = no upside-down pass)",
         between(160, 4096, off=0),
+    )
+    rotated_min_face: int = setting(
+        24,
+        "DETECT_ROTATED_MIN_FACE",
+        "smallest upside-down face (px wide) looked for at every position (the upside-down levels cost "
+        "~ (16 / this)^2 of the photo's pixels)",
+        between(12, 128),
     )
     rotated_threshold: float = setting(
         0.5,

@@ -286,7 +286,7 @@ def test_detection_sees_an_rgba_photo_on_a_white_and_on_a_black_page(astronaut_r
         assert photo.has_alpha
         frames = {}
         for view in photo.views():
-            frames[view.background], factor = view.rgb(512, 1.0)  # same size: the pixels themselves
+            frames[view.background], factor = view.rgb(1.0)  # same size: the pixels themselves
             assert factor == 1.0
         assert photo.image.alpha_channel  # the photo itself keeps its alpha
     assert sorted(frames) == ["black", "white"]

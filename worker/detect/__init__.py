@@ -38,9 +38,9 @@ class Frame(Protocol):
         """(width, height) of the upright full-resolution image."""
         ...
 
-    def rgb(self, long_side: int, max_upscale: float) -> tuple[np.ndarray, float]:
-        """An HxWx3 uint8 RGB copy whose long side is `long_side` (never enlarged more than `max_upscale`),
-        and the factor that maps its pixels back to full-resolution pixels."""
+    def rgb(self, scale: float) -> tuple[np.ndarray, float]:
+        """An HxWx3 uint8 RGB copy `scale` times the full-resolution size, and the factor that maps its pixels
+        back to full-resolution pixels."""
         ...
 
 

@@ -11,69 +11,39 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
-from worker.detect.model import load_model_bytes
+from worker.detect.model import INPUT, OUTPUTS, dynamic_model, load_model_bytes
 
-_INPUT = "input.1"
-_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, log-scale, offset, landmarks
+_OUTPUTS = list(OUTPUTS)  # heatmap, log-scale, offset, landmarks
 STRIDE = 4  # the heatmap is 1/4 of the input
-
-
-def _dynamic_model(data: bytes) -> bytes:
-    """The exported graph declares a fixed 10x3x32x32 input; make H and W (and batch) free.
-
-    It also lists every weight as a graph input, which stops ONNX Runtime from folding BatchNorm into the
-    convolutions; dropping those inputs (and the unused BN counters) halves inference time.
-    """
-    model = onnx.load_from_string(data)
-    weights = {i.name for i in model.graph.initializer}
-    real_inputs = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(real_inputs)
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [i for i in model.graph.initializer if i.name not in used]
-    for init in unused:
-        model.graph.initializer.remove(init)
-    inputs = {n.name: [d.dim_value for d in n.type.tensor_type.shape.dim] for n in model.graph.input}
-    outputs = {n.name: [d.dim_value for d in n.type.tensor_type.shape.dim] for n in model.graph.output}
-    inputs[_INPUT] = ["B", 3, "H", "W"]
-    outputs.update(
-        {
-            "537": ["B", 1, "h", "w"],
-            "538": ["B", 2, "h", "w"],
-            "539": ["B", 2, "h", "w"],
-            "540": ["B", 10, "h", "w"],
-        }
-    )
-    return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
 
 
 class CenterFace:
     """Thread-safe: ONNX Runtime sessions may be run from several threads at once."""
 
     _lock = threading.Lock()
-    _shared: ClassVar[dict[tuple[str, int], CenterFace]] = {}
+    _shared: ClassVar[dict[tuple[str, str, int], CenterFace]] = {}
 
-    def __init__(self, path: str = "", threads: int = 1) -> None:
+    def __init__(self, path: str = "", precision: str = "int8", threads: int = 1) -> None:
         opts = ort.SessionOptions()
         # One intra-op thread per call: the worker pool is the parallelism, so calls don't fight for cores.
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            _dynamic_model(load_model_bytes(Path(path) if path else None)), opts, providers=["CPUExecutionProvider"]
-        )
+        data = load_model_bytes(Path(path) if path else None, precision)
+        if precision == "fp32":
+            data = dynamic_model(data).SerializeToString()  # the int8 model was made from this graph
+        self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
     @classmethod
-    def shared(cls, path: str = "", threads: int = 1) -> CenterFace:
+    def shared(cls, path: str = "", precision: str = "int8", threads: int = 1) -> CenterFace:
         """One session per model file and process (loading costs ~0.3 s and 20 MB)."""
+        key = (path, precision, threads)
         with cls._lock:
-            if (path, threads) not in cls._shared:
-                cls._shared[path, threads] = cls(path, threads)
-            return cls._shared[path, threads]
+            if key not in cls._shared:
+                cls._shared[key] = cls(path, precision, threads)
+            return cls._shared[key]
 
     def run(self, rgb: np.ndarray, threshold: float) -> np.ndarray:
         """Detect on `rgb` (HxWx3 uint8, any size). Returns Nx5 float32 [x0, y0, x1, y1, score] in its pixels."""
@@ -83,7 +53,7 @@ class CenterFace:
         blob = np.zeros((1, 3, ph, pw), np.float32)
         # RGB order: measured on the dev set, BGR loses ~15% recall.
         blob[0, :, :h, :w] = rgb.transpose(2, 0, 1)
-        heat, scale, offset, _ = self.session.run(_OUTPUTS, {_INPUT: blob})
+        heat, scale, offset, _ = self.session.run(_OUTPUTS, {INPUT: blob})
         return decode(heat[0, 0], scale[0], offset[0], threshold, (w, h))
 
 

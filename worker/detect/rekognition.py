@@ -142,8 +142,7 @@ def reencode(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
     scale = min(1.0, long_side / max(w, h))
     if min(w, h) * scale < MIN_SIDE:
         scale = min(MIN_SIDE / min(w, h), MAX_LONG_SIDE / max(w, h))
-    target = max(1, round(max(w, h) * scale))
-    rgb, _ = frame.rgb(target, max(1.0, scale))
+    rgb, _ = frame.rgb(scale)
     data = encode_jpeg(rgb, JPEG_QUALITY)
     if len(data) > MAX_BYTES:
         data = encode_jpeg(rgb, 70)

@@ -231,7 +231,9 @@ class FakeRekognition:
             if self._detector is None:
                 from worker.detect.local import LocalDetector
 
-                self._detector = LocalDetector(DetectSettings())
+                # Rekognition reports confident faces only: a strict threshold keeps the fake from inventing faces
+                # in noise that the real service would not report.
+                self._detector = LocalDetector(DetectSettings(threshold=0.5, coarse_threshold=0.5))
             return self._detector
 
 

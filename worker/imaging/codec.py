@@ -47,8 +47,8 @@ class Photo:
     sampling_factor: str | None
     has_alpha: bool
     profile: str | None = None  # 'p3' when the pixels are Display P3; None = sRGB
-    # Detector inputs by (long side, upscale, background), each with its scale back to full resolution.
-    _arrays: dict[tuple[int, float, str], tuple[np.ndarray, float]] = field(default_factory=dict)
+    # Detector inputs by (width, height, background), each with its factor back to full resolution.
+    _arrays: dict[tuple[int, int, str], tuple[np.ndarray, float]] = field(default_factory=dict)
     _shrunk: dict[str, Image] = field(default_factory=dict)  # per background: the last detector copy
     input_seconds: float = 0.0  # time spent making detector inputs, reported as its own stage
 
@@ -70,16 +70,15 @@ class Photo:
         a black page: a face drawn with alpha alone is visible on at least one of them."""
         return [View(self, "white"), View(self, "black")] if self.has_alpha else [View(self, "")]
 
-    def rgb(self, long_side: int, max_upscale: float, background: str = "") -> tuple[np.ndarray, float]:
-        """Detector input: an RGB copy with the given long side (box-filtered when shrinking), transparency
-        composited onto `background`."""
-        key = (long_side, max_upscale, background)
+    def rgb(self, scale: float, background: str = "") -> tuple[np.ndarray, float]:
+        """Detector input: an RGB copy `scale` times the photo's size (box-filtered when shrinking), transparency
+        composited onto `background`, and the factor back to the photo's pixels."""
+        w, h = self.size
+        tw, th = max(1, round(w * scale)), max(1, round(h * scale))
+        key = (tw, th, background)
         if key not in self._arrays:
             start = time.perf_counter()
-            w, h = self.size
-            scale = min(long_side / max(w, h), max_upscale)
-            tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-            # Shrink from the smallest copy already made that is still at least as large: the fine pass's copy
+            # Shrink from the smallest copy already made that is still at least as large: the fine level's copy
             # serves the coarse and rotated passes at a fraction of the cost of shrinking the full image again.
             last = self._shrunk.get(background)
             base = last if last is not None and last.width >= tw else self.image
@@ -111,8 +110,8 @@ class View:
     def size(self) -> tuple[int, int]:
         return self.photo.size
 
-    def rgb(self, long_side: int, max_upscale: float) -> tuple[np.ndarray, float]:
-        return self.photo.rgb(long_side, max_upscale, self.background)
+    def rgb(self, scale: float) -> tuple[np.ndarray, float]:
+        return self.photo.rgb(scale, self.background)
 
 
 def export_rgb(img: Image) -> np.ndarray:
