@@ -52,10 +52,8 @@ def build_detector(settings: Settings, metrics: Metrics | None = None, aws: Aws 
         return RekognitionDetector(settings, client=make_client(settings, aws), metrics=metrics, local=local)
     from worker.detect.combined import CombinedDetector
 
-    # Both mode unites with the local boxes anyway: no second local run when Rekognition hits its 100-face limit.
-    remote = RekognitionDetector(
-        settings, client=make_client(settings, aws), metrics=metrics, local=local, union_on_limit=False
-    )
+    # Both mode unites with all the local boxes anyway: no second local run for small faces or the 100-face limit.
+    remote = RekognitionDetector(settings, client=make_client(settings, aws), metrics=metrics, local=local, alone=False)
     return CombinedDetector(remote, local, settings.detect.nms_iou, metrics)
 
 

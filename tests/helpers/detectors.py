@@ -16,7 +16,13 @@ class FixedDetector:
     def __init__(self, faces: Sequence[Face] = ()) -> None:
         self.faces = list(faces)
         self.calls = 0
+        self.small_calls = 0
 
     def detect(self, frame: object) -> list[Face]:
         self.calls += 1
         return list(self.faces)
+
+    def detect_small(self, frame: object, below: float) -> list[Face]:
+        """What Rekognition mode asks of the local detector on every photo: faces narrower than `below`."""
+        self.small_calls += 1
+        return [f for f in self.faces if f.w < below]

@@ -18,7 +18,7 @@ import skimage.data
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from helpers import exif as xf
 from helpers.detectors import FixedDetector
-from helpers.images import exif_segment, insert_segments, to_stored, to_upright
+from helpers.images import exif_segment, insert_segments, jpeg_bytes, to_stored, to_upright
 from PIL import Image as PILImage
 
 from worker.config import RekognitionSettings, Settings
@@ -35,6 +35,7 @@ from worker.detect.rekognition import (
     make_client,
     map_box,
     retryable,
+    smallest_face,
     union,
 )
 from worker.dev.fake_rekognition import start_fake_rekognition
@@ -399,20 +400,37 @@ def test_a_full_answer_of_100_faces_adds_the_local_detector(endpoint, astronaut_
     assert det.metrics.registry.get_sample_value("faceblur_rekognition_face_limit_total") == 1
 
 
-def test_fewer_than_100_faces_do_not_run_the_local_detector(endpoint):
+def test_fewer_than_100_faces_run_only_the_local_small_face_levels(endpoint):
     endpoint.configure(extra_faces=50)
     local = FixedDetector([])
     with photo(ASTRONAUT.read_bytes()) as p:
         faces = detector(local=local).detect(p)
-    assert local.calls == 0
+    assert (local.calls, local.small_calls) == (0, 1)
     assert len(faces) == 51
+
+
+def test_small_faces_rekognition_cannot_see_in_a_big_photo_are_found_locally(endpoint):
+    """Rekognition's smallest face in a 12 MP photo is ~84 px: a 36 px face there is the local fine levels' job."""
+    face = np.asarray(PILImage.fromarray(upright_astronaut()[20:240, 140:320]).resize((48, 48)))
+    canvas = np.full((3024, 4032, 3), 118, np.uint8)
+    canvas[1500:1548, 2000:2048] = face
+    data = jpeg_bytes(canvas)
+    assert smallest_face((4032, 3024)) == pytest.approx(84)
+    with photo(data) as p:
+        alone = detector(alone=False).detect(p)  # what Rekognition itself answers
+        faces = detector().detect(p)
+    assert alone == []
+    assert len(faces) == 1, faces
+    assert faces[0].source == "local"
+    assert abs(faces[0].x + faces[0].w / 2 - 2024) < 12
+    assert abs(faces[0].y + faces[0].h / 2 - 1524) < 12
 
 
 def test_both_mode_unites_and_counts_single_detector_faces(endpoint, astronaut_box):
     metrics = Metrics()
     s = settings()
     remote = RekognitionDetector(
-        s, client=make_client(s), metrics=metrics, bucket=TokenBucket(1000), sleep=lambda _: None
+        s, client=make_client(s), metrics=metrics, bucket=TokenBucket(1000), sleep=lambda _: None, alone=False
     )
     only_local = Face(400, 400, 50, 50, 0.8, "local")
     local = FixedDetector([Face(*astronaut_box, 0.9, "local"), only_local])

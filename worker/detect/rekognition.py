@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
@@ -42,13 +42,16 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_befo
 
 from worker.aws import Aws, from_environment
 from worker.config import Settings
-from worker.detect import Detector, Face, Frame
+from worker.detect import Face, Frame
 from worker.errors import DetectionFailed, FaceblurError, PermanentError
 from worker.geometry import orient_box, union
 from worker.imaging.codec import encode_jpeg
 from worker.ratelimit import TokenBucket, shared
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from worker.detect.local import LocalDetector
 
 log = logs.get("worker.detect.rekognition")
 
@@ -57,6 +60,7 @@ MIN_SIDE = 80  # Rekognition: "the minimum image dimensions is 80 pixels for bot
 UPLOAD_LONG_SIDE = 1920  # see the module docstring: the minimum face size is relative above 1920x1080
 MAX_LONG_SIDE = 4096  # never upload more than this, even when enlarging a thin image to 80 px
 FACE_LIMIT = 100  # DetectFaces returns at most the 100 largest faces
+MIN_FACE = 40  # Rekognition: "the minimum face size ... is 40x40 pixels" in a 1920x1080 image
 JPEG_QUALITY = 90
 
 THROTTLE_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException"})
@@ -130,6 +134,11 @@ class Request:
     kind: str  # "original" | "reencoded"
 
 
+def smallest_face(size: tuple[int, int]) -> float:
+    """Rekognition's smallest face in a photo of this size, in its pixels: 40 px up to 1920 px, then in proportion."""
+    return MIN_FACE * max(1.0, max(size) / UPLOAD_LONG_SIDE)
+
+
 def build_request(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
     """Always the visible image, re-encoded: the uploaded file may hold what a viewer never sees (pixels under
     transparency, bits below 8, a colour profile Rekognition would not apply), and its bytes must not decide."""
@@ -199,8 +208,8 @@ class RekognitionDetector:
         client: Any = None,
         metrics: Metrics | None = None,
         bucket: TokenBucket | None = None,
-        local: Detector | None = None,
-        union_on_limit: bool = True,
+        local: LocalDetector | None = None,
+        alone: bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -210,11 +219,11 @@ class RekognitionDetector:
         self.bucket = bucket or shared(self.rk.tps)
         self._local = local
         self._local_lock = threading.Lock()
-        self.union_on_limit = union_on_limit
+        self.alone = alone
         self._sleep = sleep
 
     @property
-    def local(self) -> Detector:
+    def local(self) -> LocalDetector:
         with self._local_lock:
             if self._local is None:
                 from worker.detect.local import LocalDetector
@@ -247,8 +256,13 @@ class RekognitionDetector:
         if len(details) >= FACE_LIMIT:
             self.metrics.rekognition_face_limit.inc()
             log.warning("DetectFaces returned its maximum of faces; adding the local detector's", faces=len(details))
-            if self.union_on_limit:
-                faces = union(faces, self.local.detect(frame), self.settings.detect.nms_iou)
+            if self.alone:
+                return union(faces, self.local.detect(frame), self.settings.detect.nms_iou)
+        if self.alone:
+            # Rekognition's smallest face is 40 px, and grows with the photo above 1920 px: the local detector's
+            # fine levels look for the faces from DETECT_MIN_FACE up to that size, so the promise holds here too.
+            small = self.local.detect_small(frame, smallest_face(frame.size))
+            faces = union(faces, small, self.settings.detect.nms_iou)
         return faces
 
     def call(self, data: bytes) -> dict[str, Any]:

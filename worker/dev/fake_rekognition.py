@@ -192,6 +192,7 @@ class FakeRekognition:
         return {"FaceDetails": details[:FACE_LIMIT]}
 
     def _faces(self, data: bytes) -> list[dict[str, Any]]:
+        from worker.detect.rekognition import smallest_face
         from worker.imaging import codec  # loads ImageMagick: after process.prepare()
 
         try:
@@ -210,6 +211,8 @@ class FakeRekognition:
             raise Refused("InvalidImageFormatException", "Request has invalid image format") from exc
         out = []
         for f in faces:
+            if f.w < smallest_face((upright_w, upright_h)):
+                continue  # Rekognition does not see faces under its minimum size
             x, y, w, h = f.x, f.y, f.w, f.h
             size_w, size_h = upright_w, upright_h
             if coder == "png" and orientation != 1:
