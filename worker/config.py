@@ -22,6 +22,11 @@ _UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # scheme://host[:port]/account/queue-name: AWS (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and local emulators.
 _QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+# Shutdown: SIGKILL follows SIGTERM after ECS's stopTimeout, at most 120 s. Before it, a long poll in progress
+# (SQS_WAIT_SECONDS, not interrupted), the grace period and the settler's last flush (consumer/loop.py: _drain)
+# must all end; `validate` keeps their sum within it. deploy/terraform mirrors both numbers (tests/infra).
+STOP_TIMEOUT_SECONDS = 120
+SETTLE_SECONDS = 5
 _BUCKET_NAME = re.compile(r"^(?!xn--|sthree-)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -129,9 +134,10 @@ class ServiceSettings:
     )
     sse_kms_key_id: str = setting("", "SSE_KMS_KEY_ID", "KMS key for outputs (implies `aws:kms`)")
     shutdown_grace_seconds: int = setting(
-        100,
+        90,
         "SHUTDOWN_GRACE_SECONDS",
-        "time to finish in-flight work after SIGTERM (ECS's stopTimeout is 120 s; leave time to return messages)",
+        "time to finish in-flight work after SIGTERM; with `SQS_WAIT_SECONDS` and 5 s to settle it must fit in "
+        "ECS's 120 s stopTimeout",
         between(1, 115),
     )
     metrics_port: int = setting(9102, "METRICS_PORT", "`/metrics`, `/healthz`, `/readyz` (0 = off)", between(0, 65535))
@@ -430,6 +436,13 @@ def validate(s: Settings) -> None:
         "at least RETRY_BASE_SECONDS and at most 43200",
     )
     _check(v.stuck_seconds > v.wait_seconds, "service", "stuck_seconds", "longer than SQS_WAIT_SECONDS")
+    _check(
+        v.wait_seconds + v.shutdown_grace_seconds + SETTLE_SECONDS <= STOP_TIMEOUT_SECONDS,
+        "service",
+        "shutdown_grace_seconds",
+        f"at most {STOP_TIMEOUT_SECONDS} - SQS_WAIT_SECONDS - {SETTLE_SECONDS}: a poll in progress, the grace period "
+        "and the last settling must end before ECS's SIGKILL",
+    )
     _check(
         not v.queue_url or queue_url_ok(v.queue_url),
         "service",

@@ -1,8 +1,9 @@
 # Application Auto Scaling of the service's desired count:
 #  * target tracking keeps (queued + in-flight messages) / running tasks near var.target_backlog_per_task,
-#    and scales in to min_capacity (0 by default) when the queue is idle;
-#  * target tracking multiplies the current task count, so it cannot leave 0: a step policy, fired by an
-#    alarm on "messages waiting and no task wanted", sets the count to 1, and target tracking takes over.
+#    and scales in to min_capacity (1 by default) when the queue is idle;
+#  * with min_capacity = 0 (opt-in), target tracking cannot leave 0 (it multiplies the current count): a
+#    step policy, fired by the SQS-only alarm "messages waiting and none in flight" (alarms.tf), sets the
+#    count to 1, and target tracking takes over.
 
 resource "aws_appautoscaling_target" "worker" {
   service_namespace  = "ecs"
@@ -111,6 +112,8 @@ resource "aws_appautoscaling_policy" "backlog_per_task" {
 }
 
 resource "aws_appautoscaling_policy" "scale_from_zero" {
+  count = var.min_capacity == 0 ? 1 : 0
+
   name               = "${local.name}-scale-from-zero"
   policy_type        = "StepScaling"
   service_namespace  = aws_appautoscaling_target.worker.service_namespace
@@ -118,8 +121,10 @@ resource "aws_appautoscaling_policy" "scale_from_zero" {
   scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
 
   step_scaling_policy_configuration {
-    # ExactCapacity 1 is idempotent: the alarm stays in ALARM (and re-invokes the policy) until the task is
-    # wanted, and can never shrink a running service because it only fires while no task is wanted.
+    # ExactCapacity 1 is idempotent while the alarm stays in ALARM (and re-invokes the policy). It fires only
+    # when no message is in flight, i.e. no worker consumes: at zero tasks that starts one; a fleet that
+    # runs but consumes nothing is broken, and is cut to one task (the tasks-below-desired alarm and the
+    # crashed-task events say why) instead of being grown.
     adjustment_type         = "ExactCapacity"
     cooldown                = var.scale_out_cooldown_seconds
     metric_aggregation_type = "Maximum"

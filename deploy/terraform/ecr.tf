@@ -15,13 +15,32 @@ resource "aws_ecr_repository" "worker" {
   }
 }
 
+locals {
+  # Exact tags (image tags cannot contain the pattern wildcard '*'), deduplicated.
+  ecr_protected_tags = distinct(concat([var.image_tag], var.ecr_protected_tags))
+}
+
 resource "aws_ecr_lifecycle_policy" "worker" {
   repository = aws_ecr_repository.worker.name
 
+  # An image selected by a rule cannot be expired by a rule of lower priority (higher number): rule 1 selects
+  # the deployed tags and can never expire them (one image per immutable tag, and it keeps up to 1 each), so
+  # the count rule below cannot take the image the service runs or rolls back to, however many are pushed.
   policy = jsonencode({
     rules = [
       {
         rulePriority = 1
+        description  = "Never expire the deployed image tags (image_tag and ecr_protected_tags)"
+        selection = {
+          tagStatus      = "tagged"
+          tagPatternList = local.ecr_protected_tags
+          countType      = "imageCountMoreThan"
+          countNumber    = length(local.ecr_protected_tags)
+        }
+        action = { type = "expire" }
+      },
+      {
+        rulePriority = 2
         description  = "Expire untagged images (failed or superseded pushes) after 7 days"
         selection = {
           tagStatus   = "untagged"
@@ -32,7 +51,7 @@ resource "aws_ecr_lifecycle_policy" "worker" {
         action = { type = "expire" }
       },
       {
-        rulePriority = 2
+        rulePriority = 3
         description  = "Keep the ${var.ecr_keep_images} most recent images"
         selection = {
           tagStatus   = "any"

@@ -3,12 +3,19 @@
 resource "aws_ecs_cluster" "this" {
   name = local.name
 
-  # Container Insights publishes RunningTaskCount/DesiredTaskCount (ECS/ContainerInsights), which the
-  # autoscaling policies divide the queue backlog by.
+  # Container Insights publishes RunningTaskCount/DesiredTaskCount (ECS/ContainerInsights): target tracking
+  # divides the queue backlog by the first, the tasks-below-desired alarm compares the two. The wake-up from
+  # zero does not use them (alarms.tf).
   setting {
     name  = "containerInsights"
     value = "enabled"
   }
+}
+
+# Both Fargate capacity providers are available to the cluster; the service's strategy (below) picks the mix.
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = ["FARGATE", "FARGATE_SPOT"]
 }
 
 resource "aws_cloudwatch_log_group" "worker" {
@@ -60,10 +67,26 @@ resource "aws_ecs_task_definition" "worker" {
     }
 
     precondition {
-      condition     = var.shutdown_grace_seconds < local.stop_timeout_seconds
-      error_message = "shutdown_grace_seconds must stay below the container stopTimeout (${local.stop_timeout_seconds} s)."
+      condition     = local.sqs_wait_seconds + var.shutdown_grace_seconds + local.shutdown_settle_seconds <= local.stop_timeout_seconds
+      error_message = "The stop budget does not fit: a long poll (${local.sqs_wait_seconds} s) + shutdown_grace_seconds (${var.shutdown_grace_seconds} s) + settling (${local.shutdown_settle_seconds} s) must fit in the container stopTimeout (${local.stop_timeout_seconds} s), or ECS kills the worker mid-drain."
+    }
+
+    # The worker refuses to start when its memory budget cannot hold one photo of MAX_PIXELS and
+    # MAX_OBJECT_BYTES (worker/admission.py: check_fits); refuse the plan instead.
+    precondition {
+      condition     = local.largest_photo_bytes <= local.worker_memory_budget_bytes
+      error_message = "The worker would refuse to start: one photo of max_pixels (${var.max_pixels}) and max_object_bytes (${var.max_object_bytes}) needs ${ceil(local.largest_photo_bytes / 1048576)} MiB, and the worker container's ${local.worker_memory_mib} MiB give a memory budget of ${floor(local.worker_memory_budget_bytes / 1048576)} MiB ((memory - 512 MiB) x 0.8). Raise task_memory or lower max_pixels/max_object_bytes."
+    }
+
+    precondition {
+      condition     = local.source_bucket_name != local.output_bucket_name
+      error_message = "source_bucket_name and output_bucket_name must differ: outputs written to the source bucket would become new jobs."
     }
   }
+
+  # The roles must carry their policies before the first task starts: ECS assumes the execution role to pull
+  # the image and create the log stream, and the worker's first calls use the task role.
+  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.task]
 }
 
 resource "aws_ecs_service" "worker" {
@@ -71,8 +94,20 @@ resource "aws_ecs_service" "worker" {
   cluster          = aws_ecs_cluster.this.id
   task_definition  = aws_ecs_task_definition.worker.arn
   desired_count    = var.desired_count
-  launch_type      = "FARGATE"
   platform_version = "LATEST"
+
+  # var.fargate_base tasks on regular Fargate, the rest split by weight between FARGATE and FARGATE_SPOT.
+  # A Spot interruption is a SIGTERM with 2 minutes' notice: the worker drains within its stop budget, and
+  # a photo it had to abandon is redone elsewhere (outputs are idempotent).
+  dynamic "capacity_provider_strategy" {
+    for_each = { for name, strategy in local.capacity_strategy : name => strategy if strategy.base > 0 || strategy.weight > 0 }
+
+    content {
+      capacity_provider = capacity_provider_strategy.key
+      base              = capacity_provider_strategy.value.base
+      weight            = capacity_provider_strategy.value.weight
+    }
+  }
 
   # A queue worker has no load balancer: rolling deployments start new tasks before stopping old ones, and a
   # deployment whose tasks keep failing (e.g. the container health check) is rolled back automatically.
@@ -97,5 +132,24 @@ resource "aws_ecs_service" "worker" {
   lifecycle {
     # desired_count belongs to Application Auto Scaling (and to operators' update-service) after creation.
     ignore_changes = [desired_count]
+
+    precondition {
+      condition     = var.fargate_weight + var.fargate_spot_weight >= 1
+      error_message = "fargate_weight + fargate_spot_weight must be at least 1: tasks beyond fargate_base need somewhere to run."
+    }
   }
+
+  # First tasks must be able to pull (execution role, egress rules) and call AWS (task role, egress) as soon
+  # as they start, and the capacity providers must be on the cluster before the strategy names them.
+  depends_on = [
+    aws_iam_role_policy.execution,
+    aws_iam_role_policy.task,
+    aws_vpc_security_group_egress_rule.https_to_cidr,
+    aws_vpc_security_group_egress_rule.https_to_prefix_list,
+    aws_vpc_security_group_egress_rule.https_to_endpoints,
+    aws_vpc_security_group_egress_rule.https_to_s3_gateway,
+    aws_vpc_endpoint.interface,
+    aws_vpc_endpoint.s3,
+    aws_ecs_cluster_capacity_providers.this,
+  ]
 }

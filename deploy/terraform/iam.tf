@@ -1,7 +1,23 @@
 # Two roles: the execution role lets ECS pull the image and ship logs; the task role is what the worker's
 # code runs as, limited to exactly the calls it makes. No statement here allows a wildcard action.
 
-data "aws_iam_policy_document" "ecs_tasks_assume" {
+# The execution role's trust policy as AWS documents it for task execution roles: the ECS tasks service, with
+# no conditions (ECS assumes it before the task exists, to pull the image and create the log stream).
+data "aws_iam_policy_document" "execution_assume" {
+  statement {
+    sid     = "EcsTasksAssumeExecutionRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+# The task role's trust policy, with the confused-deputy conditions AWS recommends for task roles.
+data "aws_iam_policy_document" "task_assume" {
   statement {
     sid     = "EcsTasksAssumeRole"
     effect  = "Allow"
@@ -34,7 +50,7 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 resource "aws_iam_role" "execution" {
   name_prefix        = "${local.name}-exec-"
   description        = "ECS task execution role of the faceblur worker: pulls the image from ECR and writes logs"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.execution_assume.json
 }
 
 data "aws_iam_policy_document" "execution" {
@@ -81,7 +97,7 @@ resource "aws_iam_role_policy" "execution" {
 resource "aws_iam_role" "task" {
   name_prefix        = "${local.name}-task-"
   description        = "faceblur worker: read uploads, write blurred outputs, consume the job queue"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.task_assume.json
 }
 
 data "aws_iam_policy_document" "task" {
@@ -93,6 +109,16 @@ data "aws_iam_policy_document" "task" {
       "s3:GetObjectVersion",
     ]
     resources = ["${aws_s3_bucket.this["source"].arn}/*"]
+  }
+
+  # Without s3:ListBucket, S3 answers a GET or HEAD of a missing key with 403, not 404: an upload deleted
+  # before the worker reads it would be retried as access_denied and dead-lettered as retries_exhausted,
+  # instead of going to the DLQ at once as object_missing (worker/storage.py).
+  statement {
+    sid       = "KnowMissingUploads"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this["source"].arn]
   }
 
   # PutObject writes the blurred photo. GetObject is needed too: the worker HEADs the output key to skip
@@ -107,7 +133,7 @@ data "aws_iam_policy_document" "task" {
     resources = ["${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*"]
   }
 
-  # Bucket-level reads on the output bucket only:
+  # Bucket-level reads on the output bucket (the source bucket's ListBucket is above):
   #  * s3:ListBucket: without it S3 answers HEAD on a missing key with 403 instead of 404, and the worker
   #    (worker/storage.py) treats 403 as a transient error: every new photo would be retried into the DLQ.
   #  * s3:GetBucketNotification: the worker's start-up recursion guard reads the output bucket's

@@ -22,9 +22,28 @@ locals {
   log_group_name = "/ecs/${local.name}-worker"
   container_name = "worker"
 
-  # Container stopTimeout (seconds between SIGTERM and SIGKILL); Fargate allows at most 120.
-  # SHUTDOWN_GRACE_SECONDS must stay below it (validated on var.shutdown_grace_seconds).
-  stop_timeout_seconds = 120
+  # The stop budget. ECS sends SIGTERM, then SIGKILL stopTimeout seconds later (Fargate allows at most 120).
+  # Before it the worker must finish a long poll in progress (SQS_WAIT_SECONDS, which this module sets, not
+  # interrupted by the signal), the grace period and the settler's last flush (5 s): the precondition in
+  # ecs.tf checks the whole sum. The worker checks the same sum (worker/config.py: STOP_TIMEOUT_SECONDS,
+  # SETTLE_SECONDS); tests/infra compares the numbers.
+  stop_timeout_seconds    = 120
+  sqs_wait_seconds        = 20
+  shutdown_settle_seconds = 5
+
+  # The worker's memory admission (worker/admission.py), which refuses to start when its budget cannot hold
+  # one photo of MAX_PIXELS and MAX_OBJECT_BYTES. The worker container has a hard memory limit (below), so
+  # its budget is (limit - baseline) x share of that, not of the host's memory.
+  worker_admission = {
+    pixel_bytes    = 20
+    encoded_copies = 3
+    fixed_bytes    = 48 * 1048576
+    baseline_bytes = 512 * 1048576
+    budget_share   = 0.8
+  }
+  worker_memory_mib          = var.task_memory - local.collector_memory
+  worker_memory_budget_bytes = floor(max(0, (local.worker_memory_mib * 1048576 - local.worker_admission.baseline_bytes) * local.worker_admission.budget_share))
+  largest_photo_bytes        = var.max_pixels * local.worker_admission.pixel_bytes + local.worker_admission.encoded_copies * var.max_object_bytes + local.worker_admission.fixed_bytes
 
   # Valid Fargate memory sizes (MiB) per CPU value, for the precondition in ecs.tf.
   fargate_memory_options = {
@@ -55,6 +74,7 @@ locals {
     MAX_OBJECT_BYTES       = tostring(var.max_object_bytes)
     MAX_PROCESSING_SECONDS = tostring(var.max_processing_seconds)
     SHUTDOWN_GRACE_SECONDS = tostring(var.shutdown_grace_seconds)
+    SQS_WAIT_SECONDS       = tostring(local.sqs_wait_seconds)
     LOG_FORMAT             = "json"
     REKOGNITION_TPS        = tostring(var.rekognition_tps)
     MAGICK_TEMPORARY_PATH  = "/tmp"
@@ -72,10 +92,11 @@ locals {
     image     = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
     essential = true
 
-    # The task's CPU units and memory less the metrics collector's share (0 without it, metrics.tf).
-    # memoryReservation is soft: the worker may use more while the task has it free.
-    cpu               = var.task_cpu - local.collector_cpu
-    memoryReservation = var.task_memory - local.collector_memory
+    # The task's CPU units and memory less the metrics collector's share (0 without it, metrics.tf). The
+    # memory is a hard limit: it is the cgroup limit the worker sizes its memory budget from (MEMORY_BUDGET
+    # auto), so the budget is this container's, not the host's.
+    cpu    = var.task_cpu - local.collector_cpu
+    memory = local.worker_memory_mib
 
     # With the collector sidecar, the worker starts after it and, the order being reversed on shutdown,
     # stops before it: the collector keeps scraping while the worker drains its last photos after SIGTERM.
@@ -103,9 +124,9 @@ locals {
       initProcessEnabled = true
     }
 
-    # ECS sends SIGTERM, waits stopTimeout seconds, then SIGKILL. The worker stops receiving and finishes
-    # in-flight photos within SHUTDOWN_GRACE_SECONDS (< 120); unfinished messages reappear after their
-    # visibility timeout.
+    # ECS sends SIGTERM, waits stopTimeout seconds, then SIGKILL. The worker ends its poll, finishes
+    # in-flight photos within SHUTDOWN_GRACE_SECONDS and settles (the stop budget above); unfinished
+    # messages are returned to the queue.
     stopTimeout = local.stop_timeout_seconds
 
     healthCheck = {
@@ -132,4 +153,10 @@ locals {
   }
 
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+
+  # The service's capacity provider strategy (ecs.tf); a provider with base and weight 0 is left out.
+  capacity_strategy = {
+    FARGATE      = { base = var.fargate_base, weight = var.fargate_weight }
+    FARGATE_SPOT = { base = 0, weight = var.fargate_spot_weight }
+  }
 }

@@ -10,6 +10,7 @@ locals {
   # The workspace this stack created, or the existing one named by var.amp_workspace_id (null when off).
   amp_workspace_arn      = try(aws_prometheus_workspace.worker[0].arn, data.aws_prometheus_workspace.existing[0].arn, null)
   amp_workspace_endpoint = try(aws_prometheus_workspace.worker[0].prometheus_endpoint, data.aws_prometheus_workspace.existing[0].prometheus_endpoint, null)
+  amp_workspace_id       = try(aws_prometheus_workspace.worker[0].id, data.aws_prometheus_workspace.existing[0].workspace_id, null)
   # prometheus_endpoint is https://aps-workspaces.REGION.amazonaws.com/workspaces/WS_ID/ (trailing slash).
   amp_remote_write_url = local.amp_enabled ? "${trimsuffix(local.amp_workspace_endpoint, "/")}/api/v1/remote_write" : null
 
@@ -80,4 +81,35 @@ data "aws_prometheus_workspace" "existing" {
   count = local.amp_enabled && var.amp_workspace_id != null ? 1 : 0
 
   workspace_id = var.amp_workspace_id
+}
+
+# The alert rules the compose Prometheus evaluates (deploy/prometheus/alerts.yml, checked by promtool in
+# tests/monitoring), evaluated by the workspace's ruler: the same alerts on ECS, over every task's series.
+resource "aws_prometheus_rule_group_namespace" "worker" {
+  count = local.amp_enabled ? 1 : 0
+
+  name         = "${local.name}-worker"
+  workspace_id = local.amp_workspace_id
+  data         = file("${path.module}/../prometheus/alerts.yml")
+}
+
+# Where the ruler's alerts go: the alarm topic, through the workspace's Alertmanager. Only for a workspace
+# this stack created (a workspace has one Alertmanager definition, and an existing one is not ours to
+# replace). The topic's policy must let aps.amazonaws.com publish (README: "Alarm topic").
+resource "aws_prometheus_alert_manager_definition" "worker" {
+  count = local.amp_enabled && var.amp_workspace_id == null && var.alarm_sns_topic_arn != null ? 1 : 0
+
+  workspace_id = aws_prometheus_workspace.worker[0].id
+  definition = yamlencode({
+    alertmanager_config = yamlencode({
+      route = { receiver = "alarm-topic", group_by = ["alertname"] }
+      receivers = [{
+        name = "alarm-topic"
+        sns_configs = [{
+          topic_arn = var.alarm_sns_topic_arn
+          sigv4     = { region = var.aws_region }
+        }]
+      }]
+    })
+  })
 }

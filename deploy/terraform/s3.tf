@@ -28,6 +28,9 @@ resource "aws_s3_bucket" "this" {
   bucket = each.value.name
 }
 
+# S3 refuses concurrent changes to one bucket's sub-resources ("A conflicting conditional operation is currently
+# in progress"), so they are applied one after another, as terraform-aws-modules/s3-bucket orders them: public
+# access block -> policy -> ownership -> encryption -> versioning -> lifecycle -> logging -> notification.
 resource "aws_s3_bucket_ownership_controls" "this" {
   for_each = local.buckets
 
@@ -36,6 +39,8 @@ resource "aws_s3_bucket_ownership_controls" "this" {
   rule {
     object_ownership = "BucketOwnerEnforced"
   }
+
+  depends_on = [aws_s3_bucket_policy.this]
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
@@ -61,6 +66,8 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
     }
     bucket_key_enabled = local.use_kms
   }
+
+  depends_on = [aws_s3_bucket_ownership_controls.this]
 }
 
 # Optional parts filter the map with a for expression: `cond ? local.buckets : {}` would be an error (the
@@ -73,6 +80,8 @@ resource "aws_s3_bucket_versioning" "this" {
   versioning_configuration {
     status = "Enabled"
   }
+
+  depends_on = [aws_s3_bucket_server_side_encryption_configuration.this]
 }
 
 resource "aws_s3_bucket_logging" "this" {
@@ -82,6 +91,8 @@ resource "aws_s3_bucket_logging" "this" {
 
   target_bucket = var.access_log_bucket
   target_prefix = "s3/${each.value.name}/"
+
+  depends_on = [aws_s3_bucket_lifecycle_configuration.this]
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
@@ -119,8 +130,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
-  # Versioning must be in place before noncurrent-version actions are accepted.
-  depends_on = [aws_s3_bucket_versioning.this]
+  # Versioning must be in place before noncurrent-version actions are accepted. Encryption too: versioning is
+  # optional, and the chain must hold without it.
+  depends_on = [aws_s3_bucket_versioning.this, aws_s3_bucket_server_side_encryption_configuration.this]
 }
 
 data "aws_iam_policy_document" "bucket" {
@@ -186,5 +198,6 @@ resource "aws_s3_bucket_notification" "source" {
   }
 
   # S3 validates the destination when the notification is saved: the queue policy must already let it send.
-  depends_on = [aws_sqs_queue_policy.jobs]
+  # Last in the bucket's chain (above).
+  depends_on = [aws_sqs_queue_policy.jobs, aws_s3_bucket_logging.this, aws_s3_bucket_lifecycle_configuration.this]
 }

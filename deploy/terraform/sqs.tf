@@ -17,7 +17,7 @@ resource "aws_sqs_queue" "jobs" {
   name = "${local.name}-jobs"
 
   # Long polling: a worker's ReceiveMessage waits up to 20 s (the maximum) for messages.
-  receive_wait_time_seconds = 20
+  receive_wait_time_seconds = local.sqs_wait_seconds
   # >= 6 x the worst-case processing time, see locals.tf.
   visibility_timeout_seconds = local.visibility_timeout_seconds
   message_retention_seconds  = var.message_retention_seconds

@@ -1,5 +1,8 @@
 # Inputs of the faceblur stack. Every variable states its unit and valid range; cross-variable rules
-# (Fargate cpu/memory pairs, min <= max capacity) are lifecycle preconditions in ecs.tf and autoscaling.tf.
+# (Fargate cpu/memory pairs, the worker's memory admission, the stop budget, min <= max capacity) are lifecycle
+# preconditions in ecs.tf and autoscaling.tf. The variables that become worker settings refuse what the worker
+# refuses (worker/config.py, worker/admission.py): tests/infra/test_worker_contract.py evaluates these rules and
+# the worker's own on the same inputs and fails when they disagree.
 
 # ---------------------------------------------------------------------------------------------------------
 # General
@@ -59,8 +62,11 @@ variable "source_bucket_name" {
   default     = null
 
   validation {
-    condition     = var.source_bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.source_bucket_name))
-    error_message = "source_bucket_name must be null or a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)."
+    condition = var.source_bucket_name == null || (
+      can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.source_bucket_name)) &&
+      !can(regex("\\.\\.|^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$|^xn--|^sthree-|-s3alias$|--ol-s3$", var.source_bucket_name))
+    )
+    error_message = "source_bucket_name must be null or a valid S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit, no '..', not an IP address, no xn--/sthree- prefix, no -s3alias/--ol-s3 suffix (the worker refuses such names)."
   }
 }
 
@@ -70,8 +76,11 @@ variable "output_bucket_name" {
   default     = null
 
   validation {
-    condition     = var.output_bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.output_bucket_name))
-    error_message = "output_bucket_name must be null or a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)."
+    condition = var.output_bucket_name == null || (
+      can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.output_bucket_name)) &&
+      !can(regex("\\.\\.|^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$|^xn--|^sthree-|-s3alias$|--ol-s3$", var.output_bucket_name))
+    )
+    error_message = "output_bucket_name must be null or a valid S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit, no '..', not an IP address, no xn--/sthree- prefix, no -s3alias/--ol-s3 suffix (the worker refuses such names)."
   }
 }
 
@@ -163,13 +172,13 @@ variable "output_prefix" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "max_processing_seconds" {
-  description = "Worst-case seconds (1-7200) one photo may take from receive to delete (MAX_PROCESSING_SECONDS). The queue's visibility timeout is 6 times this value, capped at the SQS maximum of 43200 s."
+  description = "Worst-case seconds (60-7200) one photo may take from receive to delete (MAX_PROCESSING_SECONDS). The queue's visibility timeout is 6 times this value, capped at the SQS maximum of 43200 s. At least 60: the worker refuses less than its visibility extension (HEARTBEAT_VISIBILITY_SECONDS, 60 s)."
   type        = number
   default     = 120
 
   validation {
-    condition     = var.max_processing_seconds >= 1 && var.max_processing_seconds <= 7200 && floor(var.max_processing_seconds) == var.max_processing_seconds
-    error_message = "max_processing_seconds must be a whole number of seconds between 1 and 7200 (6 x 7200 = 43200, the SQS maximum visibility timeout)."
+    condition     = var.max_processing_seconds >= 60 && var.max_processing_seconds <= 7200 && floor(var.max_processing_seconds) == var.max_processing_seconds
+    error_message = "max_processing_seconds must be a whole number of seconds between 60 (the worker's HEARTBEAT_VISIBILITY_SECONDS) and 7200 (6 x 7200 = 43200, the SQS maximum visibility timeout)."
   }
 }
 
@@ -209,6 +218,17 @@ variable "ecr_keep_images" {
   }
 }
 
+variable "ecr_protected_tags" {
+  description = "Image tags (0-20, same form as image_tag) the ECR lifecycle policy never expires, besides image_tag itself: e.g. the previous release you may roll back to, or a copy of the collector image (adot-v0.40.0). [] (default) = image_tag only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.ecr_protected_tags) <= 20 && alltrue([for t in var.ecr_protected_tags : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", t))])
+    error_message = "ecr_protected_tags must hold at most 20 tags of 1-128 characters [A-Za-z0-9_.-], not starting with '.' or '-'."
+  }
+}
+
 variable "ecr_force_delete" {
   description = "Allow terraform destroy to delete the ECR repository while it still holds images (true/false)."
   type        = bool
@@ -227,7 +247,7 @@ variable "task_cpu" {
 }
 
 variable "task_memory" {
-  description = "Fargate task memory in MiB (512-122880; the valid values depend on task_cpu, e.g. 2048-8192 in 1024 steps for 1024 CPU units)."
+  description = "Fargate task memory in MiB (512-122880; the valid values depend on task_cpu, e.g. 2048-8192 in 1024 steps for 1024 CPU units). The worker container gets it (less the metrics collector's share) as a hard limit, and its memory admission needs (MiB of worker memory - 512) x 0.8 >= max_pixels x 20 + 3 x max_object_bytes + 48 MiB (precondition): 2048 MiB for the defaults, 3072 MiB with metrics_collector = amp."
   type        = number
   default     = 2048
 
@@ -308,7 +328,7 @@ variable "detector" {
 }
 
 variable "max_pixels" {
-  description = "Largest image, in pixels (width x height), the worker accepts (MAX_PIXELS), 1000000-268435456; larger images are rejected permanently (sent to the DLQ)."
+  description = "Largest image, in pixels (width x height), the worker accepts (MAX_PIXELS), 1000000-268435456; larger images are rejected permanently (sent to the DLQ). Each pixel needs 20 bytes of worker memory: task_memory must hold one photo of this size (precondition), e.g. 268435456 needs about 7 GiB."
   type        = number
   default     = 50000000
 
@@ -319,7 +339,7 @@ variable "max_pixels" {
 }
 
 variable "max_object_bytes" {
-  description = "Largest upload, in bytes, the worker downloads (MAX_OBJECT_BYTES), 1024-5368709120 (5 GiB); larger objects are rejected permanently."
+  description = "Largest upload, in bytes, the worker downloads (MAX_OBJECT_BYTES), 1024-5368709120 (5 GiB); larger objects are rejected permanently. The worker's memory admission counts it 3 times (precondition on task_memory)."
   type        = number
   default     = 52428800
 
@@ -330,13 +350,13 @@ variable "max_object_bytes" {
 }
 
 variable "shutdown_grace_seconds" {
-  description = "Seconds (1-115) the worker keeps finishing in-flight photos after SIGTERM (SHUTDOWN_GRACE_SECONDS). Must stay below the container stopTimeout of 120 s, after which ECS sends SIGKILL."
+  description = "Seconds (1-95) the worker keeps finishing in-flight photos after SIGTERM (SHUTDOWN_GRACE_SECONDS). A long poll in progress (20 s, not interrupted) + this + 5 s to settle must fit in the container stopTimeout of 120 s, after which ECS sends SIGKILL: 20 + 95 + 5 = 120."
   type        = number
-  default     = 100
+  default     = 90
 
   validation {
-    condition     = var.shutdown_grace_seconds >= 1 && var.shutdown_grace_seconds <= 115 && floor(var.shutdown_grace_seconds) == var.shutdown_grace_seconds
-    error_message = "shutdown_grace_seconds must be a whole number between 1 and 115 (below the 120 s stopTimeout)."
+    condition     = var.shutdown_grace_seconds >= 1 && var.shutdown_grace_seconds <= 95 && floor(var.shutdown_grace_seconds) == var.shutdown_grace_seconds
+    error_message = "shutdown_grace_seconds must be a whole number between 1 and 95: the 20 s long poll, the grace period and 5 s to settle must fit in the 120 s stopTimeout."
   }
 }
 
@@ -352,7 +372,7 @@ variable "rekognition_tps" {
 }
 
 variable "extra_environment" {
-  description = "Additional container environment variables (map of NAME to value; names [A-Za-z_][A-Za-z0-9_]*, at most 50). May not override the variables this module sets (QUEUE_URL, OUTPUT_BUCKET, ...), nor set SOURCE_BUCKET, which SOURCE_BUCKETS replaced."
+  description = "Additional container environment variables (map of NAME to value; names [A-Za-z_][A-Za-z0-9_]*, at most 50). May not override the variables this module sets (QUEUE_URL, OUTPUT_BUCKET, ...), nor the settings its preconditions reason about (HEARTBEAT_VISIBILITY_SECONDS, MEMORY_BUDGET), nor set SOURCE_BUCKET, which SOURCE_BUCKETS replaced. Other worker settings given here are checked by the worker only, when the task starts (a refused one stops the task: see the task-stopped event rule)."
   type        = map(string)
   default     = {}
 
@@ -362,6 +382,7 @@ variable "extra_environment" {
         "AWS_REGION", "QUEUE_URL", "DLQ_URL", "SOURCE_BUCKETS", "SOURCE_BUCKET", "OUTPUT_BUCKET", "OUTPUT_PREFIX",
         "WORKER_CONCURRENCY", "METRICS_PORT", "DETECTOR", "MAX_PIXELS", "MAX_OBJECT_BYTES", "SSE_KMS_KEY_ID",
         "MAX_PROCESSING_SECONDS", "SHUTDOWN_GRACE_SECONDS", "LOG_FORMAT", "REKOGNITION_TPS", "MAGICK_TEMPORARY_PATH",
+        "SQS_WAIT_SECONDS", "HEARTBEAT_VISIBILITY_SECONDS", "MEMORY_BUDGET",
       ], k)
     ])
     error_message = "extra_environment: at most 50 entries, names must match [A-Za-z_][A-Za-z0-9_]* and must not be one of the variables set by this module."
@@ -415,13 +436,13 @@ variable "metrics_ingress_security_group_ids" {
 }
 
 variable "egress_https_cidr_blocks" {
-  description = "IPv4 CIDR blocks (0-50) the tasks may reach on TCP 443 (AWS APIs through a NAT gateway or interface endpoints). Default 0.0.0.0/0; narrow it to the VPC CIDR when every AWS API is reached through VPC endpoints."
+  description = "IPv4 CIDR blocks (0-50) the tasks may reach on TCP 443 (AWS APIs through a NAT gateway). null (default) = 0.0.0.0/0 without VPC endpoints, none with vpc_endpoints = true (the tasks then reach only the endpoints and the S3 prefix list). Give CIDRs to allow more, e.g. a NAT path for public.ecr.aws."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = null
 
   validation {
-    condition     = length(var.egress_https_cidr_blocks) <= 50 && alltrue([for c in var.egress_https_cidr_blocks : can(cidrhost(c, 0)) && can(regex("^[0-9.]+/[0-9]+$", c))])
-    error_message = "egress_https_cidr_blocks must hold at most 50 IPv4 CIDR blocks."
+    condition     = var.egress_https_cidr_blocks == null || (length(coalesce(var.egress_https_cidr_blocks, [])) <= 50 && alltrue([for c in coalesce(var.egress_https_cidr_blocks, []) : can(cidrhost(c, 0)) && can(regex("^[0-9.]+/[0-9]+$", c))]))
+    error_message = "egress_https_cidr_blocks must be null or hold at most 50 IPv4 CIDR blocks."
   }
 }
 
@@ -433,6 +454,71 @@ variable "egress_https_prefix_list_ids" {
   validation {
     condition     = length(var.egress_https_prefix_list_ids) <= 10 && alltrue([for p in var.egress_https_prefix_list_ids : can(regex("^pl-[0-9a-f]{8,17}$", p))])
     error_message = "egress_https_prefix_list_ids must hold at most 10 prefix list IDs such as pl-63a5400a."
+  }
+}
+
+variable "vpc_endpoints" {
+  description = "Create the VPC endpoints the tasks need (true/false, default false = reach AWS through a NAT gateway): S3 (gateway, on vpc_endpoint_route_table_ids), and interface endpoints for SQS, ECR (api, dkr), CloudWatch Logs, STS, Rekognition (detector = rekognition/both) and AMP (metrics_collector = amp), with private DNS. Set it false if the VPC already has them (a second interface endpoint with private DNS for the same service is refused by AWS)."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_endpoint_subnet_ids" {
+  description = "Subnet IDs (1-16, subnet-..., one per availability zone) for the interface endpoints' network interfaces. null (default) = private_subnet_ids. Ignored unless vpc_endpoints = true."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.vpc_endpoint_subnet_ids == null || (length(coalesce(var.vpc_endpoint_subnet_ids, [])) >= 1 && length(coalesce(var.vpc_endpoint_subnet_ids, [])) <= 16 && alltrue([for s in coalesce(var.vpc_endpoint_subnet_ids, []) : can(regex("^subnet-[0-9a-f]{8,17}$", s))]))
+    error_message = "vpc_endpoint_subnet_ids must be null or hold 1-16 subnet IDs such as subnet-0123456789abcdef0."
+  }
+}
+
+variable "vpc_endpoint_route_table_ids" {
+  description = "Route table IDs (0-50, rtb-...) of the private subnets, for the S3 gateway endpoint's routes. Required (at least one) when vpc_endpoints = true: without the route, S3 traffic has no path."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.vpc_endpoint_route_table_ids) <= 50 && alltrue([for r in var.vpc_endpoint_route_table_ids : can(regex("^rtb-[0-9a-f]{8,17}$", r))])
+    error_message = "vpc_endpoint_route_table_ids must hold at most 50 route table IDs such as rtb-0123456789abcdef0."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Capacity (Fargate and Fargate Spot)
+# ---------------------------------------------------------------------------------------------------------
+
+variable "fargate_base" {
+  description = "Tasks (0-1000) always placed on regular FARGATE before the weights apply, so that Spot interruptions never take the last task. Default 1."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.fargate_base >= 0 && var.fargate_base <= 1000 && floor(var.fargate_base) == var.fargate_base
+    error_message = "fargate_base must be a whole number between 0 and 1000."
+  }
+}
+
+variable "fargate_weight" {
+  description = "Relative share (0-1000) of the tasks beyond fargate_base placed on regular FARGATE. Default 1. fargate_weight + fargate_spot_weight must be at least 1."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.fargate_weight >= 0 && var.fargate_weight <= 1000 && floor(var.fargate_weight) == var.fargate_weight
+    error_message = "fargate_weight must be a whole number between 0 and 1000."
+  }
+}
+
+variable "fargate_spot_weight" {
+  description = "Relative share (0-1000) of the tasks beyond fargate_base placed on FARGATE_SPOT (up to ~70% cheaper, interrupted with a SIGTERM and 2 minutes' notice, which the worker's drain fits in; outputs are idempotent, so an interrupted photo is simply redone). 0 (default) = no Spot; e.g. 3 with fargate_weight 1 puts 3 of 4 extra tasks on Spot."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.fargate_spot_weight >= 0 && var.fargate_spot_weight <= 1000 && floor(var.fargate_spot_weight) == var.fargate_spot_weight
+    error_message = "fargate_spot_weight must be a whole number between 0 and 1000."
   }
 }
 
@@ -452,9 +538,9 @@ variable "desired_count" {
 }
 
 variable "min_capacity" {
-  description = "Fewest tasks (0-1000) Application Auto Scaling keeps. 0 (default) = scale to zero when the queue is idle; the scale-from-zero alarm starts a task when messages arrive."
+  description = "Fewest tasks (0-1000) Application Auto Scaling keeps. 1 (default): a task is always there to take the first photo. 0 is an opt-in: scale to zero when the queue is idle, and a wake-up alarm on SQS metrics alone starts a task when messages wait and none is in flight (1-3 minutes, up to ~15 after hours of an idle queue; unproven without an AWS account, see README)."
   type        = number
-  default     = 0
+  default     = 1
 
   validation {
     condition     = var.min_capacity >= 0 && var.min_capacity <= 1000 && floor(var.min_capacity) == var.min_capacity
@@ -522,9 +608,8 @@ variable "oldest_message_age_alarm_seconds" {
 }
 
 variable "alarm_sns_topic_arn" {
-  description = "ARN of an SNS topic notified when an alarm fires and when it recovers (arn:aws:sns:...). null (default) = alarms have no actions (visible in the console only)."
+  description = "ARN of an SNS topic (arn:aws:sns:...) notified when an alarm fires and recovers, and of failed deployments and crashed tasks (EventBridge rules, events.tf). Required: set it, or set it to null explicitly to accept alarms that tell nobody (a check warns on every plan). Its topic policy must let events.amazonaws.com publish (README)."
   type        = string
-  default     = null
 
   validation {
     condition     = var.alarm_sns_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alarm_sns_topic_arn))

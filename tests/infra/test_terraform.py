@@ -66,6 +66,7 @@ class Config:
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
     moved: list[dict[str, Any]] = field(default_factory=list)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
         assert name in self.resources.get(rtype, {}), f"resource {rtype}.{name} is not declared"
@@ -112,6 +113,12 @@ def build_config(documents: list[dict[str, Any]]) -> Config:
             cfg.modules.update(item)
         cfg.terraform.extend(doc.get("terraform", []))
         cfg.moved.extend(doc.get("moved", []))
+        for item in doc.get("check", []):
+            cfg.checks.update(item)
+            for body in item.values():  # a check's scoped data source is referenced like any other
+                for scoped in blocks(body, "data"):
+                    for dtype, named in scoped.items():
+                        cfg.data.setdefault(dtype, {}).update(named)
     return cfg
 
 
@@ -208,7 +215,8 @@ def test_hashicorp_parser_reports_no_errors() -> None:
     assert not errors, "terraform-config-inspect found errors:\n" + json.dumps(errors, indent=2)
     assert module["required_core"] == [">= 1.5.0"]
     assert module["required_providers"]["aws"]["source"] == "hashicorp/aws"
-    assert module["required_providers"]["aws"]["version_constraints"] == [">= 5.0"]
+    # Bounded to the major the configuration was written against.
+    assert module["required_providers"]["aws"]["version_constraints"] == [">= 5.0, < 6.0"]
     assert not module["module_calls"], "plain resources only: no registry modules"
     for name, variable in module["variables"].items():
         assert variable.get("type"), f"variable {name} has no type"
@@ -574,7 +582,10 @@ def test_objects_expire_after_configured_days(cfg: Config) -> None:
         d["noncurrent_version_expiration"] for d in blocks(rule, "dynamic") if "noncurrent_version_expiration" in d
     )
     assert noncurrent["for_each"] == "${var.enable_versioning ? [var.noncurrent_version_expiration_days] : []}"
-    assert [ref(d) for d in lifecycle["depends_on"]] == ["aws_s3_bucket_versioning.this"]
+    assert [ref(d) for d in lifecycle["depends_on"]] == [
+        "aws_s3_bucket_versioning.this",
+        "aws_s3_bucket_server_side_encryption_configuration.this",
+    ]
 
 
 def test_moved_blocks_keep_the_existing_buckets(cfg: Config) -> None:
@@ -609,7 +620,7 @@ def test_notification_feeds_the_queue_and_waits_for_its_policy(cfg: Config) -> N
     assert queue[0]["events"] == ["s3:ObjectCreated:*"]
     assert "var.upload_prefix_filter" in queue[0]["filter_prefix"]
     assert "var.upload_suffix_filter" in queue[0]["filter_suffix"]
-    assert [ref(d) for d in notification["depends_on"]] == ["aws_sqs_queue_policy.jobs"]
+    assert "aws_sqs_queue_policy.jobs" in [ref(d) for d in notification["depends_on"]]
     # The worker writes to the other bucket.
     assert ref(cfg.local("base_environment")["OUTPUT_BUCKET"]) == 'aws_s3_bucket.this["output"].bucket'
 
@@ -636,7 +647,7 @@ def test_queue_policy_allows_only_s3_for_the_source_bucket(cfg: Config) -> None:
 def test_queue_long_polls_and_redrives_to_the_dlq(cfg: Config) -> None:
     jobs = cfg.resource("aws_sqs_queue", "jobs")
     dlq = cfg.resource("aws_sqs_queue", "dlq")
-    assert jobs["receive_wait_time_seconds"] == 20
+    assert resolved(cfg, jobs["receive_wait_time_seconds"]) == 20
     redrive = re.sub(r"\s+", " ", jobs["redrive_policy"])
     assert re.search(r"deadLetterTargetArn = aws_sqs_queue\.dlq\.arn\b", redrive), redrive
     assert re.search(r"maxReceiveCount = 5\b", redrive), redrive
@@ -711,7 +722,9 @@ def test_task_role_has_exactly_the_needed_actions(cfg: Config) -> None:
         '${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*',
     }
     assert by_action["s3:PutObject"] == {'${aws_s3_bucket.this["output"].arn}/${var.output_prefix}*'}
-    assert by_action["s3:ListBucket"] == {'${aws_s3_bucket.this["output"].arn}'}
+    # Both buckets: without it a missing key answers 403, not 404 (a deleted upload would be retried as
+    # access_denied instead of dead-lettered as object_missing; a missing output would look forbidden).
+    assert by_action["s3:ListBucket"] == {'${aws_s3_bucket.this["source"].arn}', '${aws_s3_bucket.this["output"].arn}'}
     assert by_action["s3:GetBucketNotification"] == {'${aws_s3_bucket.this["output"].arn}'}
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         assert by_action[action] == {"${aws_sqs_queue.jobs.arn}"}
@@ -771,9 +784,19 @@ def test_execution_role_is_scoped(cfg: Config) -> None:
     for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
         assert by_action.pop(action) == {"${aws_cloudwatch_log_group.worker.arn}:*"}
     assert not by_action, f"unexpected execution role actions {sorted(by_action)}"
-    assume = cfg.datasource("aws_iam_policy_document", "ecs_tasks_assume")
-    (statement,) = statements(assume)
+    # The execution role's trust policy as AWS documents it: the ECS tasks service, no conditions.
+    role = cfg.resource("aws_iam_role", "execution")
+    assert ref(role["assume_role_policy"]) == "data.aws_iam_policy_document.execution_assume.json"
+    (statement,) = statements(cfg.datasource("aws_iam_policy_document", "execution_assume"))
+    assert statement["actions"] == ["sts:AssumeRole"]
     assert blocks(statement, "principals") == [{"type": "Service", "identifiers": ["ecs-tasks.amazonaws.com"]}]
+    assert "condition" not in statement
+    # The task role keeps the confused-deputy conditions AWS recommends for task roles.
+    task_role = cfg.resource("aws_iam_role", "task")
+    assert ref(task_role["assume_role_policy"]) == "data.aws_iam_policy_document.task_assume.json"
+    (statement,) = statements(cfg.datasource("aws_iam_policy_document", "task_assume"))
+    assert blocks(statement, "principals") == [{"type": "Service", "identifiers": ["ecs-tasks.amazonaws.com"]}]
+    assert {c["variable"] for c in blocks(statement, "condition")} == {"aws:SourceAccount", "aws:SourceArn"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -856,6 +879,7 @@ def test_container_environment(cfg: Config) -> None:
         "LOG_FORMAT",
         "REKOGNITION_TPS",
         "MAGICK_TEMPORARY_PATH",
+        "SQS_WAIT_SECONDS",
     }
     assert ref(base["QUEUE_URL"]) == "aws_sqs_queue.jobs.url"
     assert ref(base["DLQ_URL"]) == "aws_sqs_queue.dlq.url"
@@ -873,13 +897,14 @@ def test_container_environment(cfg: Config) -> None:
     condition = cfg.variables["extra_environment"]["validation"][0]["condition"]
     forbidden = set(re.findall(r'"([A-Z][A-Z0-9_]*)"', re.search(r"contains\(\[(.*?)\]", condition, re.S).group(1)))
     # SOURCE_BUCKET is refused too: SOURCE_BUCKETS replaced it, and a stale value must not sneak back in.
-    assert forbidden == set(base) | {"SSE_KMS_KEY_ID", "SOURCE_BUCKET"}
+    # So are the settings the preconditions reason about (tests/infra/test_worker_contract.py).
+    assert forbidden == set(base) | {"SSE_KMS_KEY_ID", "SOURCE_BUCKET", "HEARTBEAT_VISIBILITY_SECONDS", "MEMORY_BUDGET"}
     assert "local.environment" in cfg.local("worker_container")["environment"]
 
     defaults = {name: cfg.variables[name].get("default") for name in cfg.variables}
     assert defaults["output_prefix"] == ""
     assert defaults["metrics_port"] == 9102
-    assert defaults["shutdown_grace_seconds"] == 100
+    assert defaults["shutdown_grace_seconds"] == 90
     assert defaults["detector"] == "local"
     for detector in ("local", "rekognition", "both"):
         assert f'"{detector}"' in cfg.variables["detector"]["validation"][0]["condition"]
@@ -1025,7 +1050,8 @@ def test_collector_and_worker_share_the_task_size(cfg: Config, enabled: bool, ta
         "local.collector_memory": collector_memory,
     }
     worker_cpu = evaluate_arithmetic(worker["cpu"], values)
-    worker_memory = evaluate_arithmetic(worker["memoryReservation"], values)
+    assert worker["memory"] == "${local.worker_memory_mib}"  # a hard limit (the worker's budget is sized from it)
+    worker_memory = evaluate_arithmetic(cfg.local("worker_memory_mib"), values)
     assert worker_cpu + collector_cpu == task_cpu
     assert worker_memory + collector_memory == task_memory
     # The precondition keeps the worker at least half the CPU and 512 MiB.
@@ -1087,7 +1113,7 @@ def test_service(cfg: Config) -> None:
     assert ref(service["desired_count"]) == "var.desired_count"
     assert "desired_count" in blocks(service, "lifecycle")[0]["ignore_changes"]
     assert blocks(service, "deployment_circuit_breaker") == [{"enable": True, "rollback": True}]
-    assert service.get("launch_type") == "FARGATE" or blocks(service, "capacity_provider_strategy")
+    assert "launch_type" not in service, "the capacity provider strategy places the tasks"
     network = blocks(service, "network_configuration")[0]
     assert network["assign_public_ip"] is False
     assert ref(network["subnets"]) == "var.private_subnet_ids"
@@ -1099,7 +1125,11 @@ def test_security_group_ingress_is_only_the_metrics_port(cfg: Config) -> None:
     assert "ingress" not in group, "rules live in separate resources"
     assert "egress" not in group, "rules live in separate resources"
     assert "aws_security_group_rule" not in cfg.resources
-    ingress = cfg.resources["aws_vpc_security_group_ingress_rule"]
+    ingress = {
+        name: rule
+        for name, rule in cfg.resources["aws_vpc_security_group_ingress_rule"].items()
+        if ref(rule["security_group_id"]) == "aws_security_group.worker.id"
+    }
     assert set(ingress) == {"metrics_from_cidr", "metrics_from_security_group"}
     for rule in ingress.values():
         assert ref(rule["security_group_id"]) == "aws_security_group.worker.id"
@@ -1157,28 +1187,75 @@ def test_target_tracking_on_backlog_per_task_uses_metric_math(cfg: Config) -> No
     assert re.search(rf"/\s*{tasks_id}\b", expression["expression"]), expression["expression"]
 
 
-def test_step_policy_scales_from_zero(cfg: Config) -> None:
+def test_waking_from_zero_is_opt_in_and_uses_sqs_metrics_only(cfg: Config) -> None:
+    # The default keeps a task: nothing has to wake up.
+    assert cfg.variables["min_capacity"]["default"] == 1
+    assert cfg.variables["desired_count"]["default"] >= cfg.variables["min_capacity"]["default"]
     (policy,) = policies_of_type(cfg, "StepScaling")
+    assert policy["count"] == "${var.min_capacity == 0 ? 1 : 0}"
     config = blocks(policy, "step_scaling_policy_configuration")[0]
-    assert config["adjustment_type"] in ("ExactCapacity", "ChangeInCapacity")
+    assert config["adjustment_type"] == "ExactCapacity"
     (step,) = blocks(config, "step_adjustment")
     assert step["metric_interval_lower_bound"] == 0
-    assert step["scaling_adjustment"] >= 1
+    assert step["scaling_adjustment"] == 1
     alarms = [
         a
         for a in cfg.resources["aws_cloudwatch_metric_alarm"].values()
-        if "${aws_appautoscaling_policy.scale_from_zero.arn}" in a.get("alarm_actions", [])
+        if "${aws_appautoscaling_policy.scale_from_zero[0].arn}" in a.get("alarm_actions", [])
     ]
     assert len(alarms) == 1
-    queries = blocks(alarms[0], "metric_query")
-    metrics = {blocks(q, "metric")[0]["metric_name"]: q["id"] for q in queries if "metric" in q}
-    assert set(metrics) == {"ApproximateNumberOfMessagesVisible", "DesiredTaskCount"}
+    (alarm,) = alarms
+    assert alarm["count"] == policy["count"]
+    queries = blocks(alarm, "metric_query")
+    metrics = {blocks(q, "metric")[0]["metric_name"]: q for q in queries if "metric" in q}
+    # SQS publishes these whether or not a task runs; no ECS/Container Insights series is involved.
+    assert {blocks(q, "metric")[0]["namespace"] for q in metrics.values()} == {"AWS/SQS"}
+    assert set(metrics) == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+    visible, inflight = metrics["ApproximateNumberOfMessagesVisible"], metrics["ApproximateNumberOfMessagesNotVisible"]
+    assert blocks(visible, "metric")[0]["stat"] == "Minimum", "waiting for the whole minute"
+    assert blocks(inflight, "metric")[0]["stat"] == "Maximum", "none in flight at any time in the minute"
+    for q in (visible, inflight):
+        assert blocks(q, "metric")[0]["dimensions"] == {"QueueName": "${aws_sqs_queue.jobs.name}"}
     (expression,) = [q for q in queries if q.get("return_data") is True]
     text = expression["expression"]
-    assert re.search(rf"\b{metrics['ApproximateNumberOfMessagesVisible']}\s*>\s*0", text), text
-    assert re.search(rf"\b{metrics['DesiredTaskCount']}\b.*==\s*0", text), text
-    assert alarms[0]["comparison_operator"] == "GreaterThanOrEqualToThreshold"
-    assert alarms[0]["threshold"] == 1
+    assert re.search(rf"\b{visible['id']}\s*>\s*0", text), text
+    assert re.search(rf"FILL\({inflight['id']},\s*0\)\s*==\s*0", text), text
+    assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["threshold"] == 1
+    assert alarm["treat_missing_data"] == "notBreaching"
+
+
+def test_running_below_desired_alarm(cfg: Config) -> None:
+    alarm = cfg.resource("aws_cloudwatch_metric_alarm", "tasks_below_desired")
+    queries = {q["id"]: q for q in blocks(alarm, "metric_query")}
+    names = {blocks(q, "metric")[0]["metric_name"]: i for i, q in queries.items() if "metric" in q}
+    assert set(names) == {"DesiredTaskCount", "RunningTaskCount"}
+    for i in names.values():
+        metric = blocks(queries[i], "metric")[0]
+        assert metric["namespace"] == "ECS/ContainerInsights"
+        assert metric["dimensions"] == {
+            "ClusterName": "${aws_ecs_cluster.this.name}",
+            "ServiceName": "${aws_ecs_service.worker.name}",
+        }
+    (expression,) = [q for q in queries.values() if q.get("return_data") is True]
+    desired, running = names["DesiredTaskCount"], names["RunningTaskCount"]
+    assert re.fullmatch(rf"{desired} - FILL\({running}, 0\)", expression["expression"]), expression
+    assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["evaluation_periods"] == alarm["datapoints_to_alarm"] >= 3
+    assert ref(alarm["alarm_actions"]) == ref(alarm["ok_actions"]) == "local.alarm_actions"
+
+
+def test_alarm_actions_are_required_and_null_is_warned_about(cfg: Config) -> None:
+    topic = cfg.variables["alarm_sns_topic_arn"]
+    assert "default" not in topic, "required: an operator must choose a topic, or null on purpose"
+    assert topic.get("nullable", True) is True
+    check = cfg.checks["alarms_notify_someone"]
+    (assertion,) = blocks(check, "assert")
+    assert assertion["condition"] == "${var.alarm_sns_topic_arn != null}"
+    assert "notifies anyone" in assertion["error_message"]
+    for name, alarm in cfg.resources["aws_cloudwatch_metric_alarm"].items():
+        if name != "scale_from_zero":  # drives autoscaling, not people
+            assert ref(alarm["alarm_actions"]) == "local.alarm_actions", name
 
 
 def test_queue_alarms(cfg: Config) -> None:
@@ -1274,6 +1351,169 @@ def test_dashboard_says_where_the_worker_metrics_are(cfg: Config) -> None:
     assert "amp_query_url" in cfg.outputs
     none = re.sub(r"\s+", " ", cfg.local("dashboard_worker_metrics_none"))
     assert "port ${var.metrics_port}" in none
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Apply ordering, failed deployments, metrics rules, hygiene
+# ---------------------------------------------------------------------------------------------------------
+
+
+def depends_on(body: dict[str, Any]) -> list[str]:
+    return [ref(d) for d in body.get("depends_on", [])]
+
+
+def test_tasks_start_only_after_their_roles_and_network_rules(cfg: Config) -> None:
+    task = cfg.resource("aws_ecs_task_definition", "worker")
+    assert set(depends_on(task)) == {"aws_iam_role_policy.execution", "aws_iam_role_policy.task"}
+    service = depends_on(cfg.resource("aws_ecs_service", "worker"))
+    policies = {f"aws_iam_role_policy.{name}" for name in cfg.resources["aws_iam_role_policy"]}
+    egress = {
+        f"aws_vpc_security_group_egress_rule.{name}" for name in cfg.resources["aws_vpc_security_group_egress_rule"]
+    }
+    endpoints = {f"aws_vpc_endpoint.{name}" for name in cfg.resources["aws_vpc_endpoint"]}
+    assert policies | egress | endpoints | {"aws_ecs_cluster_capacity_providers.this"} <= set(service)
+
+
+S3_CHAIN = (
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_policy",
+    "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_versioning",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_logging",
+    "aws_s3_bucket_notification",
+)
+
+
+def test_bucket_sub_resources_apply_one_after_another(cfg: Config) -> None:
+    """S3 refuses concurrent changes to one bucket's configuration: each sub-resource waits for the one before
+    it, and the optional ones (versioning, logging) are never the only link."""
+    waits: dict[str, set[str]] = {}
+    for rtype in S3_CHAIN:
+        name = "source" if rtype == "aws_s3_bucket_notification" else "this"
+        waits[rtype] = {d.split(".")[0] for d in depends_on(cfg.resource(rtype, name))}
+
+    def before(rtype: str, mandatory_only: bool) -> set[str]:
+        """Everything rtype transitively waits for (through mandatory resources only, if asked)."""
+        seen, todo = set(), [rtype]
+        optional = {"aws_s3_bucket_versioning", "aws_s3_bucket_logging"}
+        while todo:
+            for dep in waits.get(todo.pop(), set()):
+                if dep not in seen and not (mandatory_only and dep in optional):
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    for i, rtype in enumerate(S3_CHAIN[1:], start=1):
+        assert set(S3_CHAIN[:i]) <= before(rtype, False), f"{rtype} does not wait for all of {S3_CHAIN[:i]}"
+    mandatory = [r for r in S3_CHAIN if r not in ("aws_s3_bucket_versioning", "aws_s3_bucket_logging")]
+    for i, rtype in enumerate(mandatory[1:], start=1):
+        assert set(mandatory[:i]) <= before(rtype, True), f"{rtype}: the chain breaks without the optional parts"
+
+
+def test_failed_deployments_and_crashing_tasks_reach_the_alarm_topic(cfg: Config) -> None:
+    patterns = cfg.local("ecs_event_patterns")
+    assert set(patterns) == {"deployment-failed", "tasks-failing", "worker-exited"}
+    for pattern in patterns.values():
+        assert pattern["source"] == ["aws.ecs"]
+    assert patterns["deployment-failed"]["detail-type"] == ["ECS Deployment State Change"]
+    assert patterns["deployment-failed"]["detail"] == {"eventName": ["SERVICE_DEPLOYMENT_FAILED"]}
+    assert patterns["tasks-failing"]["detail-type"] == ["ECS Service Action"]
+    assert "SERVICE_TASK_START_IMPAIRED" in patterns["tasks-failing"]["detail"]["eventName"]
+    for name in ("deployment-failed", "tasks-failing"):
+        assert patterns[name]["resources"] == ["${local.service_arn}"], "this service only"
+    assert "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.worker.name}" in cfg.local("service_arn")
+    exited = patterns["worker-exited"]
+    assert exited["detail-type"] == ["ECS Task State Change"]
+    assert exited["detail"] == {
+        "clusterArn": ["${aws_ecs_cluster.this.arn}"],
+        "group": ["service:${aws_ecs_service.worker.name}"],
+        "lastStatus": ["STOPPED"],
+        "stopCode": ["EssentialContainerExited"],
+    }
+    rule = cfg.resource("aws_cloudwatch_event_rule", "ecs")
+    assert rule["for_each"] == "${local.ecs_event_patterns}"
+    assert rule["event_pattern"] == "${jsonencode(each.value)}"
+    target = cfg.resource("aws_cloudwatch_event_target", "ecs_to_alarm_topic")
+    assert ref(target["arn"]) == "var.alarm_sns_topic_arn"
+    assert target["rule"] == "${aws_cloudwatch_event_rule.ecs[each.key].name}"
+    assert "if var.alarm_sns_topic_arn != null" in target["for_each"]
+
+
+def test_amp_evaluates_the_same_alert_rules(cfg: Config) -> None:
+    namespace = cfg.resource("aws_prometheus_rule_group_namespace", "worker")
+    assert namespace["count"] == "${local.amp_enabled ? 1 : 0}"
+    assert ref(namespace["workspace_id"]) == "local.amp_workspace_id"
+    match = re.fullmatch(r'\$\{file\("\$\{path\.module\}/([^"]+)"\)\}', namespace["data"])
+    assert match, namespace["data"]
+    rules_file = (TF_DIR / match.group(1)).resolve()
+    assert rules_file == ROOT / "deploy" / "prometheus" / "alerts.yml"
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    assert groups
+    assert all(r.get("alert") and r.get("expr") for g in groups for r in g["rules"])
+    alertmanager = cfg.resource("aws_prometheus_alert_manager_definition", "worker")
+    assert "var.alarm_sns_topic_arn != null" in alertmanager["count"]
+    assert "var.amp_workspace_id == null" in alertmanager["count"], "never replace an existing workspace's"
+    assert "topic_arn = var.alarm_sns_topic_arn" in alertmanager["definition"]
+
+
+def test_each_task_series_carries_the_task_identity() -> None:
+    config = yaml.safe_load(render_template(COLLECTOR_TEMPLATE.read_text(), SAMPLE_COLLECTOR_VALUES))
+    processors = config["service"]["pipelines"]["metrics"]["processors"]
+    assert processors.index("resourcedetection") < processors.index("resource") < processors.index("batch")
+    assert "ecs" in config["processors"]["resourcedetection"]["detectors"]
+    # instance = the task ARN, not the 127.0.0.1:port every task scrapes.
+    assert {"key": "service.instance.id", "from_attribute": "aws.ecs.task.arn", "action": "upsert"} in config[
+        "processors"
+    ]["resource"]["attributes"]
+
+
+def test_state_and_inputs_stay_out_of_git(tmp_path: Path) -> None:
+    paths = {
+        "deploy/terraform/.terraform/providers/x": True,
+        "deploy/terraform/terraform.tfstate": True,
+        "deploy/terraform/terraform.tfstate.backup": True,
+        "deploy/terraform/my.tfvars": True,
+        "deploy/terraform/examples/production.tfvars": False,
+        "deploy/terraform/main.tf": False,
+    }
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=ROOT,
+        input="\n".join(paths),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    ignored = set(result.stdout.split())
+    assert ignored == {p for p, want in paths.items() if want}
+
+
+def test_backend_example_locks_and_encrypts_the_state() -> None:
+    example = parse_text((TF_DIR / "examples" / "backend.tf.example").read_text())
+    (block,) = example["terraform"]
+    (backend,) = block["backend"]
+    s3 = backend["s3"]
+    assert s3["encrypt"] is True
+    assert s3.get("use_lockfile") is True or s3.get("dynamodb_table")
+    assert {"bucket", "key", "region"} <= set(s3)
+    assert not list(TF_DIR.glob("backend.tf")), "the example stays an example: the backend is the operator's"
+
+
+def test_every_variable_states_its_range_or_choices(cfg: Config) -> None:
+    """Units and ranges in the description: every bound of a number variable's validation is written there."""
+    bound = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+    checked = 0
+    for name, variable in cfg.variables.items():
+        if variable["type"] not in ("${number}", "number"):
+            continue
+        numbers = {n for v in blocks(variable, "validation") for n in bound.findall(v["condition"])}
+        missing = {n for n in numbers if n not in variable["description"]}
+        assert not missing, f"{name}: bounds {sorted(missing)} are not in its description"
+        checked += 1
+    assert checked >= 25
 
 
 # ---------------------------------------------------------------------------------------------------------

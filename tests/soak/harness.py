@@ -43,6 +43,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from worker import process  # noqa: E402
+
+# What the entry point (`cli.main`) does first, before numpy or ImageMagick load: without it the reference blurs
+# made in this process refuse to run ("the worker's ImageMagick policy is not in force"). Idempotent, so it is
+# harmless under pytest, whose conftest has already done it.
+process.prepare()
+
 from tests.helpers.evalset import DEV  # noqa: E402
 from tests.helpers.moto import moto_server_process, use_endpoint  # noqa: E402
 from tests.helpers.net import answers, free_port  # noqa: E402
@@ -313,9 +320,14 @@ class Truth:
         return True, ""
 
 
+class NoReference(RuntimeError):
+    """A reference blur could not be made: the soak stops, it does not judge outputs against nothing."""
+
+
 def reference_blurs(truth: Truth, photos: set[str], env: dict[str, str]) -> None:
     """The same pipeline as the workers (same detector settings, same fake endpoint, no faults), in this process:
-    how many annotated faces a correct blur of each photo protects. The measure, not the service, judges."""
+    how many annotated faces a correct blur of each photo protects. The measure, not the service, judges.
+    Raises when any reference cannot be made: without it every miss would be judged against nothing."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -331,10 +343,19 @@ def reference_blurs(truth: Truth, photos: set[str], env: dict[str, str]) -> None
                 os.environ[k] = v
 
     def one(photo: str) -> None:
-        truth.set_reference(photo, blur_photo((truth.dev / photo).read_bytes(), detector, settings).data)
+        try:
+            truth.set_reference(photo, blur_photo((truth.dev / photo).read_bytes(), detector, settings).data)
+        except Exception as exc:
+            raise NoReference(f"no reference blur of {photo}: {type(exc).__name__}: {exc}") from exc
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, sorted(photos)))
+    missing = sorted(photos - set(truth.reference))
+    if missing:
+        raise NoReference(f"no reference blur of {len(missing)} photos: {missing[:5]}")
+    counted = sum(len(truth.faces(p)) for p in photos)
+    if counted and not sum(truth.reference.values()):
+        raise NoReference(f"the reference blurs protect none of {counted} annotated faces: the pipeline is broken")
 
 
 # ------------------------------------------------------------------------------------------------------ chaos
@@ -446,15 +467,13 @@ def _run(cfg: SoakConfig, workdir: Path, log: Any, endpoint: str) -> Result:
                 s3.put_object(Bucket=stack.source_bucket, Key=it.key, Body=it.data)
                 s3.delete_object(Bucket=stack.source_bucket, Key=it.key)
 
-        refs = threading.Thread(
-            target=reference_blurs,
-            args=(truth, {it.photo for it in items if it.expect == OUTPUT and it.photo}, detector_env),
-            daemon=True,
-        )
-        refs.start()
-        fleet = Fleet(cfg.workers, env, workdir).start()
-        fleet.ready()
-        refs.join()  # the watcher judges against the references, made before any fault (they take seconds)
+        # The references are made while the fleet starts; a failure raises here (NoReference), before any upload.
+        photos = {it.photo for it in items if it.expect == OUTPUT and it.photo}
+        with ThreadPoolExecutor(1, thread_name_prefix="references") as refs_pool:
+            refs = refs_pool.submit(reference_blurs, truth, photos, detector_env)
+            fleet = Fleet(cfg.workers, env, workdir).start()
+            fleet.ready()
+            refs.result()  # the watcher judges against the references, made before any fault (they take seconds)
         watcher = Watcher(s3, stack.output_bucket, by_key, truth).start()
         chaos = Chaos(cfg, fleet, fake).start()
         upload_start = time.monotonic()

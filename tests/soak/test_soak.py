@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tests.helpers.evalset import require_dev_set
-from tests.soak.harness import SoakConfig, report_md, run
+from tests.helpers.evalset import DEV, require_dev_set
+from tests.soak.harness import NoReference, SoakConfig, Truth, reference_blurs, report_md, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
@@ -32,3 +32,12 @@ def test_short_chaos_soak_loses_nothing_and_leaks_nothing(tmp_path):
     )
     assert n["faults_injected"]["rekognition_throttles"] >= 1
     assert result.ok, "\n".join(result.violations)
+
+
+def test_a_reference_that_cannot_be_made_stops_the_soak():
+    """Without its reference a photo's outputs would be judged against nothing: the harness raises at once."""
+    require_dev_set()
+    truth = Truth(DEV)
+    with pytest.raises(NoReference, match=r"no reference blur of not-in-the-set\.jpg"):
+        reference_blurs(truth, {"not-in-the-set.jpg"}, {"DETECTOR": "local"})
+    assert truth.reference == {}

@@ -240,3 +240,15 @@ def test_every_setting_is_declared_once_with_its_variable_and_help():
         if isinstance(f.default, int) and f.metadata["rule"] is not None and f.metadata["rule"].ok(f.default + 1):
             settings = from_env({f.metadata["env"]: str(f.default + 1)})
             assert getattr(getattr(settings, group), f.name) == f.default + 1
+
+
+def test_a_poll_the_grace_period_and_settling_fit_in_the_stop_timeout():
+    from worker.config import SETTLE_SECONDS, STOP_TIMEOUT_SECONDS, ConfigError, from_env
+
+    assert from_env({}).service.shutdown_grace_seconds + 20 + SETTLE_SECONDS <= STOP_TIMEOUT_SECONDS  # the defaults
+    assert from_env({"SHUTDOWN_GRACE_SECONDS": "95"}).service.shutdown_grace_seconds == 95  # 20 + 95 + 5 = 120
+    with pytest.raises(ConfigError, match="SHUTDOWN_GRACE_SECONDS must be at most 120 - SQS_WAIT_SECONDS - 5"):
+        from_env({"SHUTDOWN_GRACE_SECONDS": "96"})
+    assert from_env({"SHUTDOWN_GRACE_SECONDS": "114", "SQS_WAIT_SECONDS": "1"}).service.wait_seconds == 1
+    with pytest.raises(ConfigError, match="SHUTDOWN_GRACE_SECONDS"):
+        from_env({"SHUTDOWN_GRACE_SECONDS": "100", "SQS_WAIT_SECONDS": "20"})

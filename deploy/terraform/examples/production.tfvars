@@ -6,6 +6,11 @@ image_tag   = "3f2c1a9" # git SHA of the pushed image; tags are immutable
 vpc_id             = "vpc-0123456789abcdef0"
 private_subnet_ids = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
 
+# Network path: a NAT gateway (default), or VPC endpoints for every AWS API the tasks call; with endpoints the
+# tasks' HTTPS egress is narrowed to the endpoints and the S3 prefix list.
+vpc_endpoints = false
+# vpc_endpoint_route_table_ids = ["rtb-0123456789abcdef0"] # the private subnets' route tables (S3 gateway)
+
 # Prometheus lives in the monitoring subnet / security group.
 metrics_ingress_cidr_blocks        = ["10.20.0.0/24"]
 metrics_ingress_security_group_ids = ["sg-0123456789abcdef0"]
@@ -29,15 +34,20 @@ worker_concurrency     = 4
 max_processing_seconds = 120
 max_pixels             = 50000000
 max_object_bytes       = 52428800
-shutdown_grace_seconds = 100
+shutdown_grace_seconds = 90 # + the 20 s poll + 5 s to settle = 115 <= the 120 s stopTimeout
 rekognition_tps        = 5
+
+# Capacity: the first task on regular Fargate, then 3 of every 4 extra tasks on Fargate Spot.
+fargate_base        = 1
+fargate_weight      = 1
+fargate_spot_weight = 3
 
 extra_environment = {
   LOG_LEVEL = "info"
 }
 
 desired_count           = 1
-min_capacity            = 0
+min_capacity            = 1 # 0 = scale to zero when idle (opt-in; the wake-up takes minutes)
 max_capacity            = 10
 target_backlog_per_task = 20
 
