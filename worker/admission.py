@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# Peak bytes a pixel of one photo from decode to encode, measured on 49 MP JPEGs (bench/memory_admission.py):
-# 8.8 for RGB, 18.6 for greyscale (ImageMagick's grey JPEG path holds the pixels twice while reading).
+# Peak bytes a pixel of one photo from decode to encode, detection pyramid included (its full-size copy, 3 bytes a
+# pixel, lives one level at a time), measured on 49 MP JPEGs (bench/memory_admission.py, 2026-12-05): 20.4 for
+# RGB, 19.4 for greyscale (ImageMagick's grey JPEG path holds the pixels twice while reading).
 PIXEL_BYTES = 20
 ENCODED_COPIES = 3  # the upload, the rebuilt container handed to the decoder, the encoded output
-FIXED_BYTES = 48 * 2**20  # detector copies, redaction strips, encoder buffers
+FIXED_BYTES = 48 * 2**20  # detector tiles, redaction strips, encoder buffers
 BASELINE_BYTES = 512 * 2**20  # the process itself: Python, ONNX Runtime and the model, boto3, the HTTP server
 BUDGET_SHARE = 0.8  # of what the task has beyond the baseline
 

@@ -136,6 +136,7 @@ class LocalDetector:
                         boxes[:, [1, 3]] = h - boxes[:, [3, 1]]
                     boxes[:, :4] *= factor
                     found.append(boxes)
+                del rgb  # before the next level's copy is made: one copy in memory at a time
         except DetectionFailed:
             raise
         except Exception as exc:  # ONNX Runtime errors: never return a partial answer

@@ -47,8 +47,6 @@ class Photo:
     sampling_factor: str | None
     has_alpha: bool
     profile: str | None = None  # 'p3' when the pixels are Display P3; None = sRGB
-    # Detector inputs by (width, height, background), each with its factor back to full resolution.
-    _arrays: dict[tuple[int, int, str], tuple[np.ndarray, float]] = field(default_factory=dict)
     _shrunk: dict[str, Image] = field(default_factory=dict)  # per background: the last detector copy
     input_seconds: float = 0.0  # time spent making detector inputs, reported as its own stage
 
@@ -72,12 +70,15 @@ class Photo:
 
     def rgb(self, scale: float, background: str = "") -> tuple[np.ndarray, float]:
         """Detector input: an RGB copy `scale` times the photo's size (box-filtered when shrinking), transparency
-        composited onto `background`, and the factor back to the photo's pixels."""
+        composited onto `background`, and the factor back to the photo's pixels. Not kept: a level's copy is
+        freed when its detector is done with it (at full size it is 3 bytes a pixel of the photo)."""
+        start = time.perf_counter()
         w, h = self.size
         tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-        key = (tw, th, background)
-        if key not in self._arrays:
-            start = time.perf_counter()
+        if (tw, th) == (w, h) and not self.has_alpha:
+            # Full size: read from the photo itself, without a second copy of its pixel cache.
+            out = export_rgb(self.image)
+        else:
             # Shrink from the smallest copy already made that is still at least as large: the fine level's copy
             # serves the coarse and rotated passes at a fraction of the cost of shrinking the full image again.
             last = self._shrunk.get(background)
@@ -91,12 +92,12 @@ class Photo:
                     small.scale(tw, th)  # box filter: the cheapest antialiased shrink in ImageMagick
                 else:
                     small.resize(tw, th, filter="triangle")
-            self._arrays[key] = (export_rgb(small), w / tw)
+            out = export_rgb(small)
             if last is not None:
                 last.close()
             self._shrunk[background] = small
-            self.input_seconds += time.perf_counter() - start
-        return self._arrays[key]
+        self.input_seconds += time.perf_counter() - start
+        return out, w / tw
 
 
 @dataclass(frozen=True, slots=True)
