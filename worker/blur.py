@@ -15,12 +15,13 @@ from worker.config import Settings
 from worker.detect import Detector, Face
 from worker.geometry import union
 from worker.imaging import codec
+from worker.imaging.egress import Output
 from worker.imaging.redact import redact
 
 
 @dataclass(slots=True)
 class Blurred:
-    data: bytes
+    data: Output  # passed egress
     content_type: str
     width: int
     height: int
@@ -47,7 +48,7 @@ def find_faces(photo: codec.Photo, detector: Detector, settings: Settings) -> li
     return faces
 
 
-def outline_photo(data: bytes, detector: Detector, settings: Settings) -> tuple[bytes, list[Face], dict[str, float]]:
+def outline_photo(data: bytes, detector: Detector, settings: Settings) -> tuple[Output, list[Face], dict[str, float]]:
     """A copy of the photo with every detected face outlined (the blur command's --boxes dry run): the faces stay
     visible, so this is never what the service publishes."""
     clock = Stopwatch()
@@ -57,7 +58,7 @@ def outline_photo(data: bytes, detector: Detector, settings: Settings) -> tuple[
         faces = find_faces(photo, detector, settings)
         clock.lap("detect")
         codec.outline(photo, [(f.x, f.y, f.w, f.h) for f in faces])
-        out = codec.encode(photo, settings.image)
+        out = codec.encode(photo, settings.image)  # through egress, like every output
         clock.lap("encode")
     return out, faces, clock.timings
 
@@ -77,7 +78,7 @@ def blur_photo(data: bytes, detector: Detector, settings: Settings, budget: Memo
             clock.timings["detector_input"] = photo.input_seconds
             redact(photo, faces, settings.redact)
             clock.lap("blur")
-            out = codec.encode(photo, settings.image)
-            clock.lap("encode")
             width, height = photo.size
+            out = codec.encode(photo, settings.image)  # frees the decoded image; egress decides what leaves
+            clock.lap("encode")
     return Blurred(out, codec.content_type(header.coder), width, height, faces, clock.timings)

@@ -134,6 +134,7 @@ def cmd_blur(args: argparse.Namespace) -> int:
 
     from worker.blur import blur_photo, outline_photo
     from worker.config import from_env
+    from worker.imaging.egress import Output
     from worker.runtime import memory_budget, start
 
     settings = from_env()
@@ -149,7 +150,7 @@ def cmd_blur(args: argparse.Namespace) -> int:
     if args.boxes:
         print("--boxes: the copies show the detected faces and are NOT anonymised", file=sys.stderr)
 
-    def run(data: bytes) -> tuple[bytes, list[Any], dict[str, float]]:
+    def run(data: bytes) -> tuple[Output, list[Any], dict[str, float]]:
         if args.boxes:
             return outline_photo(data, detector, settings)
         result = blur_photo(data, detector, settings, budget)

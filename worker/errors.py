@@ -85,3 +85,11 @@ class ObjectMissing(PermanentError):
 
 class DetectionFailed(TransientError):
     reason = "detection_failed"
+
+
+class OutputRefused(TransientError):
+    """The encoded output holds something outside the egress allow-list (imaging/egress.py). The photo is not at
+    fault, our encoder is: nothing is written, and the message is retried like any other bug (another worker or a
+    fixed release may succeed; after maxReceiveCount SQS parks it in the DLQ), so a valid photo is never lost."""
+
+    reason = "output_refused"

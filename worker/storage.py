@@ -6,13 +6,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from worker import __version__
 from worker.errors import FaceblurError, ImageTooLarge, ObjectMissing, PermanentError, TransientError
 from worker.events import ObjectRef
+
+if TYPE_CHECKING:  # a type only: storage does not load the imaging stack
+    from worker.imaging.egress import Output
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion", "NoSuchBucket"}
 # A conditional PUT lost: someone wrote the output after we looked (412), or at the same moment (409).
@@ -138,7 +141,7 @@ class Storage:
     def store(
         self,
         ref: ObjectRef,
-        data: bytes,
+        data: Output,  # only what passed egress is ever written
         content_type: str,
         *,
         etag: str | None,

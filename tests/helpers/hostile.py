@@ -775,3 +775,73 @@ def find_all(data: bytes, needle: bytes) -> Iterator[int]:
     while i >= 0:
         yield i
         i = data.find(needle, i + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HEIC metadata carriers (pillow-heif, a dev dependency: imported only when a HEIC is built)
+# ---------------------------------------------------------------------------------------------------------------
+
+HEIC_THUMBNAIL = 96
+
+
+def heic_with_metadata(arr: np.ndarray) -> tuple[bytes, bytes]:
+    """(HEIC, ICC payload): an Exif item (GPS, Make), an XMP item with the canary, a thumbnail item of the picture and
+    an sRGB-like profile in the primary's colr box carrying a JPEG of the astronaut's face in a private tag."""
+    import pillow_heif
+
+    payload = face_jpeg_payload()
+    profile = rgb_profile("sRGB (with luggage)", extra={PRIVATE_TAG: b"zfcb\0\0\0\0" + payload})
+    heif = pillow_heif.from_pillow(PILImage.fromarray(arr))
+    out = io.BytesIO()
+    heif.save(
+        out,
+        quality=90,
+        exif=b"Exif\0\0" + gps_exif(),
+        xmp=xmp_packet(CANARY.decode() + "-xmp"),
+        icc_profile=profile,
+        thumbnails=[HEIC_THUMBNAIL],
+    )
+    return out.getvalue(), payload
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What an output may hold (README, "What leaves the worker"): checked from outside, without the worker's egress
+# ---------------------------------------------------------------------------------------------------------------
+
+PNG_OUTPUT_CHUNKS = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND", b"iCCP"}
+JPEG_OUTPUT_MARKERS = {SOI, EOI, SOS, DRI, 0xDB, 0xC4, 0xC0, 0xC1, 0xC2, *RST}  # the coding segments
+JPEG_OUTPUT_APPS = {0xE0: b"JFIF\0", 0xEE: b"Adobe", APP2: b"ICC_PROFILE\0"}
+WEBP_OUTPUT_CHUNKS = {b"VP8X", b"VP8 ", b"VP8L", b"ALPH", b"ICCP"}
+
+
+def output_parts(data: bytes) -> list[bytes]:
+    """The names of every part of an output, asserting each is on its format's allow-list, that nothing follows
+    the image and that a profile, if any, is the worker's own."""
+    if data.startswith(b"\x89PNG"):
+        kinds = png_types(data)
+        assert set(kinds) <= PNG_OUTPUT_CHUNKS, kinds
+        assert kinds[0] == b"IHDR"
+        assert kinds[-1] == b"IEND"
+        names = kinds
+    elif data.startswith(b"\xff\xd8"):
+        markers, trailing = jpeg_markers(data)
+        assert trailing == b"", "bytes after EOI"
+        for m in markers:
+            if m.marker in JPEG_OUTPUT_APPS:
+                assert m.payload.startswith(JPEG_OUTPUT_APPS[m.marker]), (hex(m.marker), m.payload[:16])
+            else:
+                assert m.marker in JPEG_OUTPUT_MARKERS, hex(m.marker)
+        jfif = [m.payload for m in markers if m.marker == 0xE0]
+        assert all(len(p) == 14 for p in jfif), "a JFIF thumbnail"
+        assert data.count(b"\xff\xd8") == 1, "a second SOI"
+        names = [b"%02X" % m.marker for m in markers]
+    else:
+        names = [k for k, _ in riff_chunks(data)]
+        assert set(names) <= WEBP_OUTPUT_CHUNKS, names
+        if names[0] == b"VP8X":
+            flags = dict(riff_chunks(data))[b"VP8X"][0]
+            assert not flags & (VP8X_EXIF | VP8X_XMP | VP8X_ANIM), hex(flags)
+    icc = embedded_icc(data)
+    if icc is not None:
+        assert icc_description(icc).lower().startswith("faceblur"), icc_description(icc)
+    return names

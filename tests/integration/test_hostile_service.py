@@ -1,6 +1,6 @@
 """Hostile messages and uploads through the real service on moto: a foreign bucket next to a valid photo, ARNs and
-invalid names in the bucket field, an ancillary-data bomb, an output the worker did not write, and redeliveries of
-an event that names no ETag."""
+invalid names in the bucket field, an ancillary-data bomb, an output the worker did not write, redeliveries of
+an event that names no ETag, and a hostile output (a forbidden chunk injected past the encoder)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import struct
 import zlib
 
 from integration_support import (
+    drain_queue,
     eventbridge_event,
     exists,
     get_bytes,
@@ -136,3 +137,29 @@ def test_memory_budget_is_exported(stack, make_settings, run_service, sqs):
     _settle(runner, sqs, stack, messages=1)
     assert runner.value("faceblur_memory_budget_bytes") > 0
     assert runner.value("faceblur_memory_reserved_bytes") == 0
+
+
+def test_an_output_refused_at_egress_is_never_written_and_never_lost(
+    make_stack, s3, sqs, make_settings, run_service, monkeypatch
+):
+    """The encoder (our code) writes a text chunk: egress refuses it, no output object ever exists, the message is
+    retried as our bug (reason output_refused) and, after maxReceiveCount, SQS parks it in the DLQ for a redrive."""
+    from helpers import hostile as h
+    from helpers.images import png_chunk
+
+    from worker.imaging import codec
+
+    write = codec._write
+    monkeypatch.setattr(codec, "_write", lambda *a: h.png_insert(write(*a), png_chunk(b"tEXt", b"Author\0" + h.CANARY)))
+    stack = make_stack(max_receive_count=2)
+    drain_queue(sqs, stack.queue_url)
+    s3.put_object(Bucket=stack.source_bucket, Key="egress/photo.png", Body=synthetic_png(seed=5))
+    runner = run_service(make_settings(stack, retry_base_seconds=1, retry_max_seconds=2, heartbeat_seconds=50))
+    wait_for(lambda: read_queue(sqs, stack.dlq_url), timeout=60, what="the queue's redrive to the DLQ")
+
+    (dead,) = read_queue(sqs, stack.dlq_url)
+    assert '"egress%2Fphoto.png"' in dead.body  # the original notification (S3 encodes keys): nothing lost
+    assert object_keys(s3, stack.output_bucket) == set()
+    assert runner.value("faceblur_retries_total", reason="output_refused") == 2
+    assert runner.value("faceblur_photos_total", outcome="stored") == 0
+    assert runner.value("faceblur_dlq_sends_total", reason="output_refused") == 0  # not dead-lettered as bad input

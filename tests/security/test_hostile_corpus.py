@@ -265,3 +265,20 @@ def test_jpeg_with_restart_markers():
     assert any(m.marker == h.DRI for m in markers)
     assert sum(1 for m in markers if m.marker in h.RST) > 100
     assert h.face_detail(ASTRONAUT, pil_array(data)) > 0.95
+
+
+def test_heic_carries_gps_exif_xmp_a_thumbnail_and_a_profile_with_the_face():
+    pillow_heif = pytest.importorskip("pillow_heif")
+    data, payload = h.heic_with_metadata(ASTRONAUT)
+    heif = pillow_heif.open_heif(io.BytesIO(data))
+    assert h.GPS_DATUM.encode() in heif.info["exif"]
+    assert h.CANARY in heif.info["xmp"]
+    carried = h.icc_tags(heif.info["icc_profile"])[h.PRIVATE_TAG][8:]
+    assert carried == payload
+    assert h.face_detail(ASTRONAUT, pil_array(carried)) > 0.95
+    for piece in (h.GPS_DATUM.encode(), h.CANARY, payload[:16_384], payload[-16_384:]):  # what the outcome test seeks
+        assert piece in data
+    assert data.count(b"ispe") == 2  # the primary image and its thumbnail item
+    (thumb,) = heif[0].info["thumbnails"]
+    assert thumb == h.HEIC_THUMBNAIL
+    assert np.asarray(heif.to_pillow()).shape == ASTRONAUT.shape

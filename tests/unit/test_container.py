@@ -74,12 +74,12 @@ def test_png_clean_copy_keeps_only_pixel_chunks_and_reads_colour_and_orientation
         png_chunk(b"sRGB", b"\0"),
     ]
     found = inspect(with_chunks(png_bytes(RGB), *chunks), LIMITS)
-    assert [k for k, _ in png_chunks(found.clean)] == [b"IHDR", b"IDAT", b"IEND"]
+    assert [k for k, _ in png_chunks(found.decoder_input)] == [b"IHDR", b"IDAT", b"IEND"]
     assert (found.width, found.height, found.orientation) == (64, 48, 6)
     assert found.icc == profile
     assert found.gamma == pytest.approx(0.45455)
     assert found.srgb
-    assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(found.clean))), RGB)  # the same pixels
+    assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(found.decoder_input))), RGB)  # the same pixels
 
 
 def test_png_refusals():
@@ -115,15 +115,15 @@ def test_jpeg_clean_copy_drops_every_app_and_comment_segment_and_trailing_images
     )
     data += jpeg_bytes(smooth_rgb(16, 16), 80)  # an MPF-style second image after EOI
     found = inspect(data, LIMITS)
-    markers = [m for m, _ in jpeg_segments(found.clean)]
+    markers = [m for m, _ in jpeg_segments(found.decoder_input)]
     assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == COM]
-    assert b"SECRET" not in found.clean
-    assert found.clean.count(b"\xff\xd8") == 1
-    assert found.clean.endswith(b"\xff\xd9")
+    assert b"SECRET" not in found.decoder_input
+    assert found.decoder_input.count(b"\xff\xd8") == 1
+    assert found.decoder_input.endswith(b"\xff\xd9")
     assert found.icc == profile
     assert (found.width, found.height, found.orientation) == (64, 48, 8)
     assert np.array_equal(
-        np.asarray(PILImage.open(io.BytesIO(found.clean))), np.asarray(PILImage.open(io.BytesIO(data)))
+        np.asarray(PILImage.open(io.BytesIO(found.decoder_input))), np.asarray(PILImage.open(io.BytesIO(data)))
     )
 
 
@@ -161,9 +161,9 @@ def test_webp_metadata_is_dropped_and_animation_refused():
     found = inspect(buf.getvalue(), LIMITS)
     assert (found.width, found.height, found.orientation) == (64, 48, 3)
     assert found.icc == test_icc.display_p3()
-    assert b"EXIF" not in found.clean
-    assert b"ICCP" not in found.clean
-    assert np.asarray(PILImage.open(io.BytesIO(found.clean))).shape == (48, 64, 3)
+    assert b"EXIF" not in found.decoder_input
+    assert b"ICCP" not in found.decoder_input
+    assert np.asarray(PILImage.open(io.BytesIO(found.decoder_input))).shape == (48, 64, 3)
     vp8x_animated = bytes([0x02, 0, 0, 0]) + (63).to_bytes(3, "little") + (47).to_bytes(3, "little")
     with pytest.raises(UnsupportedImage, match="animated"):
         inspect(riff((b"VP8X", vp8x_animated), (b"ANIM", b"\0" * 6)), LIMITS)

@@ -137,8 +137,8 @@ def test_icc_follows_the_workers_rule(profile, written, converted, settings):
     assert inspect(data, LIMITS).icc == profile
     header = codec.read_header(data, settings.image)
     with codec.decode(data, header) as photo:
-        out = codec.encode(photo, settings.image)
         pixels = codec.export_rgb(photo.image)
+        out = codec.encode(photo, settings.image)  # consumes the photo
     assert _output_profile(out) == (icc.canonical(written) if written else None)
     assert (mean_abs_diff(pixels, picture) > 4) == converted
 

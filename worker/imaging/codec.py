@@ -1,16 +1,20 @@
 """Decode and encode photos: the visible image in, and nothing but the visible image out.
 
-The decoder only ever sees the container rebuilt by `container.inspect` (pixel data, no metadata), with its coder
-named explicitly. `decode` then makes the visible image, what a viewer shows and what detection looks at:
-upright (EXIF orientation), colour-managed (`icc`: converted to Display P3 unless the profile already renders as
-sRGB or P3), 8 bits per channel, and with colour quantised to what alpha lets through (`normalise_alpha`). `encode`
-writes exactly those pixels, alpha, and at most our own P3 profile: nothing a viewer does not see leaves.
+The decoder is handed `Inspection.decoder_input` (the container rebuilt by `container.inspect`; HEIC: the upload),
+with its coder named explicitly. `decode` then makes the visible image, what a viewer shows and what detection
+looks at: upright (EXIF orientation), colour-managed (`icc`: converted to Display P3 unless the profile already
+renders as sRGB or P3), 8 bits per channel, and with colour quantised to what alpha lets through
+(`normalise_alpha`). `encode` exports those 8-bit pixels and encodes a fresh image built from them, with at most
+our own P3 profile: nothing the decoder attached (properties, profiles, comments) can follow. What it wrote must
+then pass `egress.release`, the one check of what may leave.
 """
 
 from __future__ import annotations
 
 import ctypes
+import struct
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,8 +23,9 @@ from wand.api import library
 
 from worker.config import ImageSettings
 from worker.errors import CorruptImage, UnsupportedImage
-from worker.imaging import icc
+from worker.imaging import egress, icc
 from worker.imaging.container import Inspection, Limits, inspect, sniff
+from worker.imaging.egress import Output
 from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
 # HEIC is read, never written (no HEVC encoder is allowed or safely available here): its output is a JPEG.
@@ -54,8 +59,14 @@ class Photo:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Free the decoded image and the detector copies (closing twice is harmless)."""
         for img in self._shrunk.values():
             img.close()
+        self._shrunk.clear()
+        self._arrays.clear()
         self.image.close()
 
     @property
@@ -117,9 +128,14 @@ class View:
 
 def export_rgb(img: Image) -> np.ndarray:
     """HxWx3 uint8 RGB straight from the pixel cache (numpy.asarray(img) goes through a ctypes char array)."""
+    return export_pixels(img, "RGB")
+
+
+def export_pixels(img: Image, layout: str) -> np.ndarray:
+    """HxWxlen(layout) uint8 (ImageMagick's 8-bit rounding, what its 8-bit encoders write)."""
     w, h = img.size
-    out = np.empty((h, w, 3), np.uint8)
-    ok = library.MagickExportImagePixels(img.wand, 0, 0, w, h, b"RGB", 1, out.ctypes.data_as(ctypes.c_void_p))
+    out = np.empty((h, w, len(layout)), np.uint8)
+    ok = library.MagickExportImagePixels(img.wand, 0, 0, w, h, layout.encode(), 1, out.ctypes.data_as(ctypes.c_void_p))
     if not ok:
         img.raise_exception()
         raise CorruptImage("could not export pixels")
@@ -137,20 +153,19 @@ ORIENTATIONS = (
     "right_bottom",
     "left_bottom",
 )  # index = EXIF value
-# Chunks the PNG encoder must not write: no timestamps, no colour-management chunks (the profile is ours or none).
-PNG_EXCLUDED_CHUNKS = "bKGD,caNv,cHRM,eXIf,gAMA,pHYs,sRGB,date,time"
 STRIP_ROWS_PIXELS = 1 << 20  # pixels converted at a time (bounded memory)
 _SHORT_PIXEL = 7  # ImageMagick StorageType ShortPixel
 
 
 def decode(data: bytes, header: Inspection) -> Photo:
-    """The visible image of the container `header` describes (read from `header.clean`; `data` is not used
-    again). Upright, colour-managed, 8-bit, alpha-normalised, without metadata."""
+    """The visible image of the container `header` describes (read from `header.decoder_input`; `data` is not used
+    again). Upright, colour-managed, 8-bit, alpha-normalised. Whatever else the decoder attached stays on this
+    image: `encode` never writes it."""
     what = f"decoding the {header.coder.upper()} image"
     img = Image()
     try:
         with magick_errors(what):
-            img.read(blob=header.clean, format=header.coder)
+            img.read(blob=header.decoder_input, format=header.coder)
             if header.coder == "heic" and img.colorspace == "ycbcr":
                 # ImageMagick 6's HEIC reader hands over libheif's Y'CbCr planes as they are; make them RGB.
                 img.transform_colorspace("srgb")
@@ -171,12 +186,8 @@ def decode(data: bytes, header: Inspection) -> Photo:
             img.orientation = ORIENTATIONS[header.orientation]
             img.auto_orient()
             profile = _manage_colour(img, header)
-            if img.depth > 8:
+            if img.depth > 8:  # displays show 8 bits: the bits below could carry a second picture
                 _truncate_to_8_bits(img)
-            img.depth = 8  # written at 8 bits, what displays show: bits below could carry a second picture
-            img.strip()
-            for key in [k for k in img.metadata if not k.startswith(("png:", "jpeg:"))]:
-                del img.metadata[key]
             has_alpha = bool(img.alpha_channel)
             if has_alpha:
                 normalise_alpha(img)
@@ -258,12 +269,13 @@ def _rewrite_rows(
             raise CorruptImage("could not write pixels")
 
 
-def shown_colour(rgba: np.ndarray) -> np.ndarray:
-    """Colour quantised to what alpha lets a viewer see: a pixel of alpha a keeps only round(c * a / 255)
-    (premultiplied, 8-bit), stored back as the colour that renders to it. Transparent pixels become black, and
-    at alpha a each channel takes at most a + 1 values: nothing hidden under transparency survives."""
-    a = rgba[..., 3:].astype(np.uint32)
-    shown = (rgba[..., :3] * a + 127) // 255
+def shown_colour(pixels: np.ndarray) -> np.ndarray:
+    """Colour (every channel but the last, alpha) quantised to what alpha lets a viewer see: a pixel of alpha a
+    keeps only round(c * a / 255) (premultiplied, 8-bit), stored back as the colour that renders to it.
+    Transparent pixels become black, and at alpha a each channel takes at most a + 1 values: nothing hidden under
+    transparency survives."""
+    a = pixels[..., -1:].astype(np.uint32)
+    shown = (pixels[..., :-1] * a + 127) // 255
     return np.where(a > 0, (shown * 255 + a // 2) // np.maximum(a, 1), 0)
 
 
@@ -271,32 +283,51 @@ def normalise_alpha(img: Image) -> None:
     _convert_rows(img, shown_colour)
 
 
-def encode(photo: Photo, settings: ImageSettings) -> bytes:
-    """Write the input's format (HEIC: JPEG): JPEG at about the input's quality with its chroma subsampling; PNG
-    stays PNG."""
-    img = photo.image
-    with magick_errors("encoding the output"):
-        if photo.has_alpha:
-            normalise_alpha(img)  # redaction wrote new colours: quantise them like the rest
-        img.strip()
-        if photo.profile:
-            img.profiles["icc"] = icc.canonical(photo.profile)
-        output = OUTPUT_FORMATS[photo.coder]
+def encode(photo: Photo, settings: ImageSettings) -> Output:
+    """The visible pixels in the input's format (HEIC: JPEG): JPEG at about the input's quality with its chroma
+    subsampling; PNG stays PNG; greyscale and alpha kept. Consumes the photo: its decoded image is freed once the
+    pixels are exported, so the fresh image never doubles the photo's memory."""
+    size = photo.size
+    layout = ("I" if photo.image.colorspace == "gray" else "RGB") + ("A" if photo.has_alpha else "")
+    pixels = export_pixels(photo.image, layout)
+    photo.release()
+    if photo.has_alpha:  # redaction wrote new colours: quantise them like the rest
+        pixels[..., :-1] = shown_colour(pixels)
+    output = OUTPUT_FORMATS[photo.coder]
+    quality = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
+    blob = _write(pixels, layout, output, quality, photo.sampling_factor, photo.profile)
+    return egress.release(blob, output, size)
+
+
+def _write(
+    pixels: np.ndarray, layout: str, output: str, quality: int, sampling: str | None, profile: str | None
+) -> bytes:
+    """ImageMagick's encoding of a fresh image made of `pixels` only (egress checks what it wrote)."""
+    with magick_errors("encoding the output"), Image.from_array(pixels, channel_map=layout) as img:
         img.format = output
-        img.depth = 8
-        if output == "jpeg":
-            q = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
-            img.compression_quality = q
-            if photo.sampling_factor:
-                img.options["jpeg:sampling-factor"] = photo.sampling_factor
-        elif output == "png":
-            img.artifacts["png:exclude-chunk"] = PNG_EXCLUDED_CHUNKS
-        elif output == "webp":
-            img.compression_quality = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
-        blob = img.make_blob(output)
+        if profile and output != "png":
+            img.profiles["icc"] = icc.canonical(profile)
+        if output in ("jpeg", "webp"):
+            img.compression_quality = quality
+        if output == "jpeg" and sampling:
+            img.options["jpeg:sampling-factor"] = sampling
+        if output == "png":
+            # Pixel chunks only (IM6's include-chunk cannot re-allow iCCP after "all"): our profile is added below.
+            img.artifacts["png:exclude-chunk"] = "all"
+        blob = bytes(img.make_blob(output))
     if not blob:
         raise CorruptImage("encoding produced no bytes")
+    if output == "png" and profile:
+        blob = png_with_profile(blob, icc.canonical(profile))
     return blob
+
+
+def png_with_profile(png: bytes, profile: bytes) -> bytes:
+    """`png` with an iCCP chunk carrying `profile` right after IHDR (where the PNG spec wants it: before PLTE)."""
+    body = b"ICC profile\0\0" + zlib.compress(profile, 9)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    at = 8 + 8 + 13 + 4  # the signature, then IHDR (ImageMagick writes it first, 13 bytes)
+    return png[:at] + chunk + png[at:]
 
 
 def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width: int = 3) -> None:
@@ -323,12 +354,10 @@ def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width:
                 raise CorruptImage("could not draw a box")
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """An HxWx3 uint8 array as a JPEG (what a remote detector is sent)."""
-    with magick_errors("encoding a JPEG"), Image.from_array(np.ascontiguousarray(rgb)) as img:
-        img.format = "jpeg"
-        img.compression_quality = quality
-        return bytes(img.make_blob())
+def encode_jpeg(rgb: np.ndarray, quality: int) -> Output:
+    """An HxWx3 uint8 array as a JPEG (what a remote detector is sent: it leaves the worker too, so egress)."""
+    blob = _write(np.ascontiguousarray(rgb), "RGB", "jpeg", quality, None, None)
+    return egress.release(blob, "jpeg", (rgb.shape[1], rgb.shape[0]))
 
 
 def content_type(coder: str) -> str:

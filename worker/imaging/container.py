@@ -10,9 +10,13 @@ Pure functions, no ImageMagick. Before any decoder sees an upload, `inspect`:
   stopping the inflate at the bound) and refuses a file over MAX_METADATA_BYTES: ancillary-data bombs end here;
 - refuses animation (APNG, animated WebP: a viewer would show frames no detector saw) and JPEGs with more than
   MAX_JPEG_SCANS scans (each scan is another full pass over the image: a CPU bomb);
-- returns `clean`: the file rebuilt from the pixel-bearing parts only (PNG IHDR/PLTE/tRNS/IDAT/IEND; JPEG tables,
-  frame, scans, JFIF and Adobe markers; WebP VP8/VP8L/ALPH). The decoder never allocates for text, EXIF, XMP,
-  profiles or trailing data, and none of it can reach an output.
+- returns `decoder_input`: what ImageMagick is handed. JPEG, PNG, WebP: the file rebuilt from the pixel-bearing
+  parts only (PNG IHDR/PLTE/tRNS/IDAT/IEND; JPEG tables, frame, scans, JFIF and Adobe markers; WebP
+  VP8/VP8L/ALPH), so the decoder never allocates for text, EXIF, XMP, profiles or trailing data. HEIC: the upload as
+  it came (see `_heif`). Either way nothing of it reaches an output but the decoded pixels: outputs are encoded from
+  a fresh image and must pass `egress.release`.
+
+The chunk walkers (`png_chunks`, `jpeg_segments`, `riff_chunks`) are also what `egress` reads outputs with.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from worker.errors import CorruptImage, ImageTooComplex, ImageTooLarge, MetadataTooLarge, NotAnImage, UnsupportedImage
 from worker.imaging import exif
@@ -53,7 +58,7 @@ class Inspection:
     coder: str  # 'jpeg', 'png', 'webp' or 'heic'
     width: int  # as decoded, before the EXIF orientation is applied (HEIC: after irot, before a clap crop)
     height: int
-    clean: bytes  # the container with only what the decoder needs
+    decoder_input: bytes  # what the decoder is handed: the rebuilt container (HEIC: the whole upload)
     orientation: int = 1  # EXIF Orientation, 1..8
     icc: bytes | None = None
     gamma: float | None = None  # PNG gAMA: the file gamma (0.45455 for sRGB-like data)
@@ -143,11 +148,18 @@ _PNG_KEEP = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
 _PNG_ANIMATION = {b"acTL", b"fcTL", b"fdAT"}
 
 
-def _png(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
-    pos, kept, found = 8, [PNG_SIGNATURE], {}
-    width = height = 0
-    icc = gamma = chrm = None
-    orientation, srgb = 1, False
+class Chunk(NamedTuple):
+    """A PNG or RIFF chunk, or a JPEG segment: its type, its payload and where it lies in the file."""
+
+    kind: bytes  # PNG/RIFF: the four-letter type; JPEG: the marker byte after 0xFF
+    body: bytes  # the payload (JPEG SOS: the scan header; entropy-coded data runs on to `end`)
+    start: int
+    end: int  # the first byte after it (RIFF: after the pad byte; JPEG SOS: after the scan's data)
+
+
+def png_chunks(data: bytes) -> Iterator[Chunk]:
+    """Every chunk after the signature up to IEND (included); what follows IEND is not read."""
+    pos = 8
     while True:
         if pos + 8 > len(data):
             raise CorruptImage("PNG ends before its IEND chunk (truncated)")
@@ -156,7 +168,19 @@ def _png(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
         end = pos + 12 + length
         if length > 0x7FFFFFFF or end > len(data):
             raise CorruptImage(f"PNG chunk {kind!r} runs past the end of the file (truncated)")
-        body = data[pos + 8 : pos + 8 + length]
+        yield Chunk(kind, data[pos + 8 : pos + 8 + length], pos, end)
+        if kind == b"IEND":
+            return
+        pos = end
+
+
+def _png(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
+    kept, found = [PNG_SIGNATURE], {}
+    width = height = 0
+    icc = gamma = chrm = None
+    orientation, srgb = 1, False
+    for kind, body, pos, end in png_chunks(data):
+        length = len(body)
         if pos == 8 and kind != b"IHDR":
             raise CorruptImage("PNG does not start with IHDR")
         if kind == b"IHDR":
@@ -194,9 +218,6 @@ def _png(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
                     srgb = True
                 elif kind == b"eXIf":
                     orientation = exif.orientation(body) or 1
-        pos = end
-        if kind == b"IEND":
-            break
     if len(kept) < 4 or not any(c[4:8] == b"IDAT" for c in kept):
         raise CorruptImage("PNG has no image data (IDAT)")
     return Inspection("png", width, height, b"".join(kept), orientation, icc, gamma, chrm, srgb)
@@ -231,11 +252,12 @@ _SCAN_END = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
 _ICC_TAG = b"ICC_PROFILE\0"
 
 
-def _jpeg(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
-    pos, kept = 2, [b"\xff\xd8"]
-    width = height = scans = 0
-    orientation = 1
-    icc_parts: dict[int, bytes] = {}
+def jpeg_segments(data: bytes) -> Iterator[Chunk]:
+    """Every marker after SOI up to EOI (included; a last lone 0xFF counts as EOI); what follows EOI is not read.
+    Fill bytes are skipped (a segment's start then lies past the previous end); a scan runs to the end of its
+    entropy-coded data; restart markers and TEM have no length. A file truncated inside a header just ends the
+    walk (the decoder reports it); a segment truncated inside its body ends past len(data)."""
+    pos = 2
     while pos < len(data):
         if data[pos] != 0xFF:
             raise CorruptImage(f"JPEG marker expected at byte {pos}")
@@ -244,16 +266,36 @@ def _jpeg(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
             pos += 1
             continue
         if marker == 0xD9:  # EOI: whatever follows (MPF images, trailers) is not part of this image
-            kept.append(b"\xff\xd9")
-            break
+            yield Chunk(b"\xd9", b"", pos, pos + 2)
+            return
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stray restart marker / TEM: no length
+            yield Chunk(bytes([marker]), b"", pos, pos + 2)
+            pos += 2
+            continue
         if pos + 4 > len(data):
-            break  # truncated: the decoder reports it
+            return  # truncated
         (length,) = struct.unpack_from(">H", data, pos + 2)
         end = pos + 2 + length
         if length < 2:
             raise CorruptImage(f"JPEG segment 0x{marker:02X} has an invalid length")
         body = data[pos + 4 : end]
-        if marker in _SOF:
+        if marker == 0xDA:
+            match = _SCAN_END.search(data, end)
+            end = match.start() if match else len(data)
+        yield Chunk(bytes([marker]), body, pos, end)
+        pos = end
+
+
+def _jpeg(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
+    kept = [b"\xff\xd8"]
+    width = height = scans = 0
+    orientation = 1
+    icc_parts: dict[int, bytes] = {}
+    for kind, body, pos, end in jpeg_segments(data):
+        marker, length = kind[0], end - pos - 2
+        if marker == 0xD9:
+            kept.append(b"\xff\xd9")
+        elif marker in _SOF:
             if width or height:
                 raise CorruptImage("JPEG declares more than one frame")
             if len(body) < 5:
@@ -269,23 +311,15 @@ def _jpeg(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
             scans += 1
             if scans > limits.max_jpeg_scans:
                 raise ImageTooComplex(f"JPEG has more than {limits.max_jpeg_scans} scans (MAX_JPEG_SCANS)")
-            match = _SCAN_END.search(data, end)
-            scan_end = match.start() if match else len(data)
-            kept.append(data[pos:scan_end])
-            pos = scan_end
-            continue
+            kept.append(data[pos:end])
         elif 0xE0 <= marker <= 0xEF or marker == 0xFE:
             budget.take(length + 2, f"JPEG APP{marker - 0xE0} segment" if marker != 0xFE else "JPEG comment")
             if marker == 0xE1 and body.startswith(b"Exif\0\0") and orientation == 1:
                 orientation = exif.orientation(body) or 1
             elif marker == 0xE2 and body.startswith(_ICC_TAG) and len(body) > 14:
                 icc_parts.setdefault(body[12], body[14:])
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stray restart marker / TEM: no length
-            pos += 2
-            continue
-        else:
+        elif not (0xD0 <= marker <= 0xD7 or marker == 0x01):  # stray restart markers and TEM are dropped
             raise CorruptImage(f"JPEG has an unexpected marker 0x{marker:02X}")
-        pos = end
     if not width:
         raise CorruptImage("JPEG has no frame header (SOF)")
     icc = b"".join(icc_parts[i] for i in sorted(icc_parts)) or None
@@ -293,20 +327,29 @@ def _jpeg(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
 
 
 # -- WebP --------------------------------------------------------------------------------------------------------------
-def _webp(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
+def riff_chunks(data: bytes) -> Iterator[Chunk]:
+    """Every chunk of a RIFF file within its declared size (and the file); what follows is not read."""
     (riff_size,) = struct.unpack_from("<I", data, 4)
     size = min(len(data), riff_size + 8)
     pos = 12
-    chunks: list[tuple[bytes, bytes]] = []
-    width = height = 0
-    icc: bytes | None = None
-    orientation = 1
     while pos + 8 <= size:
         kind = data[pos : pos + 4]
         (length,) = struct.unpack_from("<I", data, pos + 4)
         body = data[pos + 8 : pos + 8 + length]
         if len(body) < length:
             raise CorruptImage(f"WebP chunk {kind!r} runs past the end of the file (truncated)")
+        end = pos + 8 + length + (length & 1)
+        yield Chunk(kind, body, pos, end)
+        pos = end
+
+
+def _webp(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
+    chunks: list[tuple[bytes, bytes]] = []
+    width = height = 0
+    icc: bytes | None = None
+    orientation = 1
+    for kind, body, _, _ in riff_chunks(data):
+        length = len(body)
         if kind in (b"ANIM", b"ANMF"):
             raise UnsupportedImage("animated WebP is not supported: viewers would show frames never checked")
         if kind == b"VP8X":
@@ -329,7 +372,6 @@ def _webp(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
                 icc = body
             elif kind == b"EXIF":
                 orientation = exif.orientation(body) or 1
-        pos += 8 + length + (length & 1)
     if not any(k in (b"VP8 ", b"VP8L") for k, _ in chunks):
         raise CorruptImage("WebP has no image data (VP8/VP8L chunk)")
     return Inspection("webp", width, height, _riff(chunks, width, height), orientation, icc)
@@ -548,9 +590,10 @@ def _heif(data: bytes, budget: _Budget, limits: Limits) -> Inspection:
     colr = prop(main, b"colr")
     if colr is not None and colr[:4] in (b"prof", b"rICC"):
         icc = colr[4:]
-    # `clean` is the file as it came: rebuilding ISO BMFF (item locations move) is not worth its risk when nothing
-    # but the decoded primary image is ever encoded. What the decoder may load besides pixels (Exif/XMP items, the
-    # meta box) was counted above against MAX_METADATA_BYTES, and every item lies within the file.
+    # The decoder input is the file as it came, Exif/XMP items and all: rebuilding ISO BMFF (item locations move) is
+    # not worth its risk when only pixels are exported from the decoded image and egress allows nothing else out.
+    # What the decoder may load besides pixels (Exif/XMP items, the meta box) was counted above against
+    # MAX_METADATA_BYTES, and every item lies within the file.
     return Inspection("heic", width, height, data, 1, icc)
 
 

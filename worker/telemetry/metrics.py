@@ -38,6 +38,7 @@ RETRY_REASONS = (
     "rekognition_unavailable",
     "resources_exhausted",
     "output_changed",
+    "output_refused",
     "dlq_send_failed",
     "internal_error",
 )
