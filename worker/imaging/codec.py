@@ -66,7 +66,6 @@ class Photo:
         for img in self._shrunk.values():
             img.close()
         self._shrunk.clear()
-        self._arrays.clear()
         self.image.close()
 
     @property
