@@ -12,9 +12,7 @@ then pass `egress.release`, the one check of what may leave.
 from __future__ import annotations
 
 import ctypes
-import struct
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +22,7 @@ from wand.api import library
 from worker.config import ImageSettings
 from worker.errors import CorruptImage, UnsupportedImage
 from worker.imaging import egress, icc
-from worker.imaging.container import Inspection, Limits, inspect, sniff
+from worker.imaging.container import Inspection, Limits, inspect, png, sniff
 from worker.imaging.egress import Output
 from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
@@ -317,16 +315,8 @@ def _write(
     if not blob:
         raise CorruptImage("encoding produced no bytes")
     if output == "png" and profile:
-        blob = png_with_profile(blob, icc.canonical(profile))
+        blob = png.with_profile(blob, icc.canonical(profile))
     return blob
-
-
-def png_with_profile(png: bytes, profile: bytes) -> bytes:
-    """`png` with an iCCP chunk carrying `profile` right after IHDR (where the PNG spec wants it: before PLTE)."""
-    body = b"ICC profile\0\0" + zlib.compress(profile, 9)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    at = 8 + 8 + 13 + 4  # the signature, then IHDR (ImageMagick writes it first, 13 bytes)
-    return png[:at] + chunk + png[at:]
 
 
 def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width: int = 3) -> None:
