@@ -15,6 +15,7 @@ from worker.config import Settings
 from worker.detect import Detector, Face
 from worker.geometry import union
 from worker.imaging import codec
+from worker.imaging.container.formats import BY_CODER
 from worker.imaging.egress import Output
 from worker.imaging.redact import redact
 
@@ -81,4 +82,4 @@ def blur_photo(data: bytes, detector: Detector, settings: Settings, budget: Memo
             width, height = photo.size
             out = codec.encode(photo, settings.image)  # frees the decoded image; egress decides what leaves
             clock.lap("encode")
-    return Blurred(out, codec.content_type(header.coder), width, height, faces, clock.timings)
+    return Blurred(out, BY_CODER[header.coder].content_type, width, height, faces, clock.timings)

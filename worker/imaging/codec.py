@@ -23,12 +23,10 @@ from worker.config import ImageSettings
 from worker.errors import CorruptImage, UnsupportedImage
 from worker.imaging import egress, icc
 from worker.imaging.container import Inspection, Limits, inspect, png, sniff
+from worker.imaging.container.formats import BY_CODER
 from worker.imaging.egress import Output
 from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
-# HEIC is read, never written (no HEVC encoder is allowed or safely available here): its output is a JPEG.
-OUTPUT_FORMATS = {"jpeg": "jpeg", "png": "png", "webp": "webp", "heic": "jpeg"}
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/jpeg"}
 MAX_JPEG_SCANS = 64  # progressive JPEGs have about 10; each scan is a full pass over the image
 Header = Inspection
 __all__ = ["Header", "Photo", "decode", "encode", "read_header", "sniff"]
@@ -290,7 +288,7 @@ def encode(photo: Photo, settings: ImageSettings) -> Output:
     photo.release()
     if photo.has_alpha:  # redaction wrote new colours: quantise them like the rest
         pixels[..., :-1] = shown_colour(pixels)
-    output = OUTPUT_FORMATS[photo.coder]
+    output = BY_CODER[photo.coder].output  # HEIC: JPEG
     quality = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
     blob = _write(pixels, layout, output, quality, photo.sampling_factor, photo.profile)
     return egress.release(blob, output, size)
@@ -347,7 +345,3 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> Output:
     """An HxWx3 uint8 array as a JPEG (what a remote detector is sent: it leaves the worker too, so egress)."""
     blob = _write(np.ascontiguousarray(rgb), "RGB", "jpeg", quality, None, None)
     return egress.release(blob, "jpeg", (rgb.shape[1], rgb.shape[0]))
-
-
-def content_type(coder: str) -> str:
-    return CONTENT_TYPES[coder]

@@ -27,7 +27,6 @@ from worker.imaging.container import jpeg, png, webp
 
 # Bytes that passed egress: what storage and the blur command accept, and nothing else produces one.
 Output = NewType("Output", bytes)
-FORMATS = ("jpeg", "png", "webp")
 _PROFILES = ("p3",)  # the profiles the worker writes itself (icc.canonical); sRGB outputs carry none
 
 
@@ -47,7 +46,7 @@ def release(data: bytes, fmt: str, size: tuple[int, int]) -> Output:
 
 def refusal(data: bytes, fmt: str, size: tuple[int, int]) -> str | None:
     """Why `data` may not leave as a `fmt` image of `size`, or None when it may."""
-    check = {"png": _png, "jpeg": _jpeg, "webp": _webp}.get(fmt)
+    check = _CHECKS.get(fmt)
     if check is None:
         return f"{fmt!r} is not an output format"
     try:
@@ -212,3 +211,7 @@ def _trailing(data: bytes, end: int) -> str | None:
     if end > len(data):
         return "the file ends inside its last part (truncated)"
     return f"{len(data) - end} bytes after the end of the image" if end < len(data) else None
+
+
+_CHECKS = {"png": _png, "jpeg": _jpeg, "webp": _webp}
+FORMATS = tuple(_CHECKS)  # what may leave at all: every output coder of the format table must be one of them
