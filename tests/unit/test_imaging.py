@@ -57,6 +57,7 @@ from worker.detect import Face
 from worker.errors import CorruptImage, ImageTooLarge, NotAnImage, PermanentError, UnsupportedImage
 from worker.geometry import face_padding, pad_and_clamp
 from worker.imaging import codec, magick
+from worker.imaging.pixels import export_rgb
 from worker.imaging.redact import cell_means, fill, grid_size, redact, regions
 
 # A synthetic 160x120 picture with one "face" box; padded by the default small-face 0.4 it covers REGION.
@@ -140,7 +141,7 @@ def test_every_exif_orientation_decodes_upright(orientation, upright_picture, im
     assert (header.width, header.height) == (stored_w, stored_h)  # the header is the stored frame
     with codec.decode(data, header) as photo:
         assert photo.size == (96, 64)
-        pixels = codec.export_rgb(photo.image)
+        pixels = export_rgb(photo.image)
         out = codec.encode(photo, imaging_settings.image)
     assert pixels.shape == upright_picture.shape
     for colour in MARKERS.values():
@@ -196,7 +197,7 @@ def test_png_and_webp_exif_orientation_decodes_upright(fmt, upright_picture, ima
     data = buf.getvalue()
     with codec.decode(data, codec.read_header(data, imaging_settings.image)) as photo:
         assert photo.size == (96, 64)
-        assert mean_abs_diff(codec.export_rgb(photo.image), upright_picture) < 3
+        assert mean_abs_diff(export_rgb(photo.image), upright_picture) < 3
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -944,7 +945,7 @@ def texture() -> np.ndarray:
 def test_redact_changes_only_the_region(mode, max_colours, texture, imaging_settings):
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, [FACE], RedactSettings(mode=mode)) == 1
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     keep = outside(out.shape[:2], REGION)
     assert np.array_equal(out[keep], texture[keep])
     region = out[box_slice(REGION)]
@@ -961,7 +962,7 @@ def test_redact_changes_only_the_region(mode, max_colours, texture, imaging_sett
 def test_redact_ellipse_leaves_region_corners_and_changes_the_centre(texture, imaging_settings):
     with decoded(png_bytes(texture), imaging_settings) as photo:
         redact(photo, [FACE], RedactSettings(shape="ellipse"))
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     x0, y0, x1, y1 = REGION
     for ys, xs in [
         (slice(y0, y0 + 3), slice(x0, x0 + 3)),
@@ -983,7 +984,7 @@ def test_redact_at_the_image_edges_is_clamped(texture, imaging_settings):
     faces = [Face(-15, -20, 40, 50, 0.9), Face(140, 90, 40, 50, 0.9), Face(500, 500, 20, 20, 0.9)]
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, faces, RedactSettings()) == 2
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     changed = np.any(out != texture, axis=2)
     assert changed[0:5, 0:5].all()
     assert changed[-5:, -5:].all()
@@ -993,14 +994,14 @@ def test_redact_at_the_image_edges_is_clamped(texture, imaging_settings):
 def test_redact_without_faces_changes_nothing(texture, imaging_settings):
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, [], RedactSettings()) == 0
-        assert np.array_equal(codec.export_rgb(photo.image), texture)
+        assert np.array_equal(export_rgb(photo.image), texture)
 
 
 def test_redact_overlapping_faces(texture, imaging_settings):
     faces = [Face(40, 30, 40, 50, 0.9), Face(60, 40, 40, 50, 0.8)]
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, faces, RedactSettings()) == 2
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     for face in faces:
         centre = (slice(int(face.y), int(face.y + face.h)), slice(int(face.x), int(face.x + face.w)))
         assert mean_abs_diff(out[centre], texture[centre]) > 30
