@@ -103,6 +103,12 @@ class Photo:
         self.input_seconds += time.perf_counter() - start
         return out, w / tw
 
+    def jpeg(self, scale: float, quality: int, background: str = "") -> Output:
+        """rgb(scale, background) as a JPEG, through egress like every output (a remote detector's input)."""
+        rgb, _ = self.rgb(scale, background)
+        blob = _write(rgb, "RGB", "jpeg", quality, None, None)
+        return egress.release(blob, "jpeg", (rgb.shape[1], rgb.shape[0]))
+
 
 @dataclass(frozen=True, slots=True)
 class View:
@@ -117,6 +123,9 @@ class View:
 
     def rgb(self, scale: float) -> tuple[np.ndarray, float]:
         return self.photo.rgb(scale, self.background)
+
+    def jpeg(self, scale: float, quality: int) -> Output:
+        return self.photo.jpeg(scale, quality, self.background)
 
 
 ORIENTATIONS = (
@@ -291,9 +300,3 @@ def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width:
             (x1 - t, y0, t, y1 - y0),
         ):
             pixels.write(img, rx, ry, np.broadcast_to(red, (rh, rw, len(layout))), layout)
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> Output:
-    """An HxWx3 uint8 array as a JPEG (what a remote detector is sent: it leaves the worker too, so egress)."""
-    blob = _write(np.ascontiguousarray(rgb), "RGB", "jpeg", quality, None, None)
-    return egress.release(blob, "jpeg", (rgb.shape[1], rgb.shape[0]))
