@@ -58,7 +58,7 @@ from worker.errors import CorruptImage, ImageTooLarge, NotAnImage, PermanentErro
 from worker.geometry import face_padding, pad_and_clamp
 from worker.imaging import codec, magick
 from worker.imaging.pixels import export_rgb
-from worker.imaging.redact import cell_means, fill, grid_size, redact, regions
+from worker.imaging.redact import grid_size, redact, regions
 
 # A synthetic 160x120 picture with one "face" box; padded by the default small-face 0.4 it covers REGION.
 SIZE = (160, 120)
@@ -846,80 +846,6 @@ def test_grid_size_keeps_aspect_and_caps_the_long_side():
     assert grid_size(5, 3, 8) == (5, 3)  # never more cells than pixels
     assert grid_size(1000, 10, 8) == (8, 1)  # never zero cells
     assert grid_size(70, 45, 1) == (1, 1)
-
-
-def test_cell_means_of_a_solid_colour_is_that_colour():
-    pixels = np.broadcast_to(np.array([0.2, 0.5, 0.9], np.float32), (37, 53, 3)).copy()
-    grid = cell_means(pixels, 8, 5)
-    assert grid.shape == (5, 8, 3)
-    assert np.allclose(grid, [0.2, 0.5, 0.9], atol=1e-6)
-
-
-def test_cell_means_are_exact_box_averages():
-    rng = np.random.default_rng(11)
-    pixels = rng.random((24, 32, 3))
-    grid = cell_means(pixels, 4, 3)  # 8x8 cells
-    assert grid.shape == (3, 4, 3)
-    expected = pixels.reshape(3, 8, 4, 8, 3).mean(axis=(1, 3))
-    assert np.allclose(grid, expected)
-
-
-def test_cell_means_partition_uneven_regions():
-    rng = np.random.default_rng(12)
-    pixels = rng.random((23, 31, 3))
-    grid = cell_means(pixels, 4, 3)
-    # Near-equal cells: 23 rows make cells of 7 or 8 rows, 31 columns cells of 7 or 8 columns; whatever the
-    # split, every cell is the mean of its own block, so the area-weighted mean of the cells is the region's.
-    heights = np.diff(np.append((np.arange(3) * 23) // 3, 23))
-    widths = np.diff(np.append((np.arange(4) * 31) // 4, 31))
-    assert set(heights) <= {7, 8}
-    assert set(widths) <= {7, 8}
-    weighted = (grid * heights[:, None, None] * widths[None, :, None]).sum(axis=(0, 1)) / (23 * 31)
-    assert np.allclose(weighted, pixels.mean(axis=(0, 1)))
-    assert np.allclose(grid[0, 0], pixels[: heights[0], : widths[0]].mean(axis=(0, 1)))
-    assert np.allclose(grid[-1, -1], pixels[-heights[-1] :, -widths[-1] :].mean(axis=(0, 1)))
-
-
-def test_cell_means_of_two_halves():
-    pixels = np.zeros((4, 6, 3))
-    pixels[:, 3:] = 1.0
-    assert cell_means(pixels, 2, 1)[0, :, 0].tolist() == [0.0, 1.0]
-
-
-@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
-def test_fill_of_a_solid_colour_is_that_colour(mode):
-    grid = np.broadcast_to(np.array([0.1, 0.6, 0.3], np.float32), (5, 7, 3)).copy()
-    out = fill(grid, 45, 33, mode)
-    assert out.shape == (33, 45, 3)
-    assert out.dtype == np.float32
-    assert out.flags["C_CONTIGUOUS"]
-    assert np.allclose(out, [0.1, 0.6, 0.3], atol=1e-5)
-
-
-def test_fill_pixelate_has_at_most_8x8_colours_in_blocks():
-    rng = np.random.default_rng(12)
-    grid = rng.random((8, 8, 3)).astype(np.float32)
-    out = fill(grid, 100, 90, "pixelate")
-    colours = np.unique(out.reshape(-1, 3), axis=0)
-    assert len(colours) == 64
-    assert np.allclose(out[0, 0], grid[0, 0])
-    assert np.allclose(out[-1, -1], grid[-1, -1])
-    assert np.allclose(out[:11, :12], grid[0, 0])  # the top-left block is one colour
-
-
-def test_fill_solid_is_one_colour():
-    out = fill(np.array([[[0.25, 0.5, 0.75]]], np.float32), 40, 30, "solid")
-    assert len(np.unique(out.reshape(-1, 3), axis=0)) == 1
-
-
-def test_fill_blur_is_a_smooth_mix_of_the_cells():
-    rng = np.random.default_rng(13)
-    grid = rng.random((8, 8, 3)).astype(np.float32)
-    out = fill(grid, 96, 96, "blur")
-    assert out.min() >= grid.min() - 1e-5
-    assert out.max() <= grid.max() + 1e-5
-    assert np.abs(np.diff(out, axis=1)).max() < 0.1  # no block edges
-    assert len(np.unique(out.reshape(-1, 3), axis=0)) > 64
 
 
 def test_regions_are_padded_clamped_and_dropped_when_outside():

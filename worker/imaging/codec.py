@@ -26,8 +26,7 @@ from worker.imaging.egress import Output
 from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
 MAX_JPEG_SCANS = 64  # progressive JPEGs have about 10; each scan is a full pass over the image
-Header = Inspection
-__all__ = ["Header", "Photo", "decode", "encode", "read_header", "sniff"]
+__all__ = ["Photo", "decode", "encode", "read_header", "sniff"]
 
 
 def read_header(data: bytes, settings: ImageSettings) -> Inspection:

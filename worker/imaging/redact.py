@@ -91,30 +91,11 @@ def _spread_matrix(size: int, cells: int, mode: str) -> np.ndarray:
 Dims = tuple[int, int, int, int, int]
 
 
-def cell_means(pixels: np.ndarray, cw: int, ch: int) -> np.ndarray:
-    """Box average of an (h, w, c) region over a ch x cw grid of near-equal cells -> (ch, cw, c)."""
-    h, w, c = pixels.shape
-    return _means(pixels.reshape(h, w * c), (w, h, cw, ch, c))
-
-
-def _means(pixels: np.ndarray, dims: Dims) -> np.ndarray:
-    """(h, w*c) pixels -> (ch, cw, c) cell means."""
-    return _sums_to_means(_cell_members(dims[1], dims[3]).dot(pixels), dims)
-
-
 def _sums_to_means(row_sums: np.ndarray, dims: Dims) -> np.ndarray:
     """(ch, w*c) sums of each cell row's pixel rows -> (ch, cw, c) cell means."""
     w, h, cw, ch, c = dims
     sums = np.add.reduceat(row_sums.reshape(ch, w, c), _cell_starts(w, cw), axis=1)  # tiny: reduceat is cheapest
     return sums / _cell_areas(w, h, cw, ch)
-
-
-def fill(grid: np.ndarray, w: int, h: int, mode: str, rows: slice = slice(None)) -> np.ndarray:
-    """Spread a (ch, cw, c) grid of cell colours over an h x w region -> contiguous float32 (len(rows), w, c):
-    the region's rows `rows` (all by default; the caller works in strips to bound memory on huge faces)."""
-    ch, cw, c = grid.shape
-    down, across = _spread(grid.astype(np.float32, copy=False), (w, h, cw, ch, c), mode)
-    return down[rows].dot(across).reshape(-1, w, c)
 
 
 def _spread(grid: np.ndarray, dims: Dims, mode: str) -> tuple[np.ndarray, np.ndarray]:
