@@ -40,7 +40,7 @@ def main() -> int:
 
     os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_DEFAULT_REGION="us-east-1")
     settings = replace(Settings(), rekognition=RekognitionSettings(tps=args.tps))
-    prepare_imaging(settings)
+    prepare_imaging(settings.image)
     fake = start_fake_rekognition()
     os.environ.update(fake.env())
     metrics = Metrics()

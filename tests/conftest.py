@@ -49,7 +49,7 @@ def imaging_settings():
     from worker.runtime import prepare_imaging
 
     settings = Settings()
-    prepare_imaging(settings)
+    prepare_imaging(settings.image)
     return settings
 
 

@@ -11,10 +11,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from worker.admission import MemoryBudget, photo_bytes
-from worker.config import Settings
+from worker.config import DetectSettings, Settings
 from worker.detect import Detector, Face
 from worker.geometry import union
 from worker.imaging import codec
+from worker.imaging.container.formats import BY_CODER
 from worker.imaging.egress import Output
 from worker.imaging.redact import redact
 
@@ -40,11 +41,11 @@ class Stopwatch:
         self._last = now
 
 
-def find_faces(photo: codec.Photo, detector: Detector, settings: Settings) -> list[Face]:
+def find_faces(photo: codec.Photo, detector: Detector, settings: DetectSettings) -> list[Face]:
     """Every face the detector finds in any view of the photo (one; two for transparency), united."""
     faces: list[Face] = []
     for view in photo.views():
-        faces = union(faces, detector.detect(view), settings.detect.nms_iou)
+        faces = union(faces, detector.detect(view), settings.nms_iou)
     return faces
 
 
@@ -55,7 +56,7 @@ def outline_photo(data: bytes, detector: Detector, settings: Settings) -> tuple[
     header = codec.read_header(data, settings.image)
     with codec.decode(data, header) as photo:
         clock.lap("decode")
-        faces = find_faces(photo, detector, settings)
+        faces = find_faces(photo, detector, settings.detect)
         clock.lap("detect")
         codec.outline(photo, [(f.x, f.y, f.w, f.h) for f in faces])
         out = codec.encode(photo, settings.image)  # through egress, like every output
@@ -71,7 +72,7 @@ def blur_photo(data: bytes, detector: Detector, settings: Settings, budget: Memo
         clock.lap("admission")  # reading the container, then waiting for memory
         with codec.decode(data, header) as photo:
             clock.lap("decode")
-            faces = find_faces(photo, detector, settings)
+            faces = find_faces(photo, detector, settings.detect)
             clock.lap("detect")
             # Detector inputs are made lazily inside detect(); report them as their own stage.
             clock.timings["detect"] -= photo.input_seconds
@@ -81,4 +82,4 @@ def blur_photo(data: bytes, detector: Detector, settings: Settings, budget: Memo
             width, height = photo.size
             out = codec.encode(photo, settings.image)  # frees the decoded image; egress decides what leaves
             clock.lap("encode")
-    return Blurred(out, codec.content_type(header.coder), width, height, faces, clock.timings)
+    return Blurred(out, BY_CODER[header.coder].content_type, width, height, faces, clock.timings)

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import __version__
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
+from worker.imaging.container.formats import FORMATS, SUFFIXES
 
 
 class Refused(Exception):
@@ -48,7 +47,7 @@ def collect(inputs: Sequence[str]) -> Iterator[tuple[Path, Path]]:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                if child.is_file() and child.suffix.lower() in SUFFIXES:
                     yield child, child.relative_to(path)
         else:
             yield path, Path(path.name)
@@ -188,7 +187,8 @@ def _positive(text: str) -> int:
 
 def add_command(sub: Any) -> None:
     blur = sub.add_parser("blur", help="blur every face in local image files (never over an original)")
-    blur.add_argument("inputs", nargs="+", help="image files or folders (folders: .jpg .jpeg .png .webp .heic .heif)")
+    folders = " ".join(s for f in FORMATS for s in f.suffixes)
+    blur.add_argument("inputs", nargs="+", help=f"image files or folders (folders: {folders})")
     blur.add_argument("--out", type=Path, required=True, help="output folder (same file names); not an input's")
     blur.add_argument("--report", type=Path, help="write a JSON report: faces, stage timings, errors")
     blur.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="photos processed at once")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from worker.admission import BudgetTooSmall, MemoryBudget, check_fits, default_budget, memory_limit
 from worker.aws import Aws
-from worker.config import Settings, from_env, parse_bytes
+from worker.config import ImageSettings, Settings, from_env, parse_bytes
 from worker.detect import Detector
 from worker.detect.local import LocalDetector
 from worker.imaging import magick
@@ -15,9 +15,9 @@ class StartupError(RuntimeError):
     pass
 
 
-def prepare_imaging(settings: Settings) -> None:
-    magick.configure(settings.image)
-    problems = magick.policy_problems(settings.image)
+def prepare_imaging(settings: ImageSettings) -> None:
+    magick.configure(settings)
+    problems = magick.policy_problems(settings)
     if problems:
         # Fail closed: without our whole policy ImageMagick would accept other formats or refuse valid photos.
         raise StartupError(
@@ -61,5 +61,5 @@ def start(
     settings: Settings | None = None, metrics: Metrics | None = None, aws: Aws | None = None
 ) -> tuple[Settings, Detector]:
     settings = settings or from_env()
-    prepare_imaging(settings)
+    prepare_imaging(settings.image)
     return settings, build_detector(settings, metrics, aws)

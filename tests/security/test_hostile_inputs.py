@@ -52,7 +52,7 @@ from worker.runtime import prepare_imaging
 
 data = open(sys.argv[1], "rb").read()
 settings = Settings()
-prepare_imaging(settings)
+prepare_imaging(settings.image)
 detector = FixedDetector()
 try:
     blur_photo(data, detector, settings)

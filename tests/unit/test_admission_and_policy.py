@@ -99,7 +99,7 @@ def test_a_policy_that_only_denies_mvg_is_refused_at_start(tmp_path):
     code = (
         "from worker.config import Settings\n"
         "from worker.runtime import StartupError, prepare_imaging\n"
-        "try:\n    prepare_imaging(Settings())\nexcept StartupError as e:\n    print('REFUSED', e)\n"
+        "try:\n    prepare_imaging(Settings().image)\nexcept StartupError as e:\n    print('REFUSED', e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "REFUSED" in out.stdout, out.stdout + out.stderr

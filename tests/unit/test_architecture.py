@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def test_the_data_path_names_real_functions():
     for module, function in re.findall(r"([a-z_/]+\.py): ([A-Za-z_]+)", text):
         source = (ROOT / "worker" / module).read_text()
         assert re.search(rf"\b(def|class) {function}\b", source), f"{module} has no {function}"
+
+
+def test_detectors_never_import_the_imaging_layer():
+    """Detectors see Frames only: what they look at and what they send away (Frame.jpeg) is made by imaging."""
+    for path in (ROOT / "worker" / "detect").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            imaging = [n for n in names if n.startswith("worker.imaging")]
+            assert not imaging, f"{path.relative_to(ROOT)} imports {imaging}"
 
 
 def test_importing_the_worker_changes_nothing_in_the_process(tmp_path):

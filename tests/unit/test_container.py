@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +30,9 @@ from helpers.images import (
 from PIL import Image as PILImage
 
 from worker.errors import CorruptImage, ImageTooComplex, ImageTooLarge, MetadataTooLarge, UnsupportedImage
+from worker.imaging import egress
 from worker.imaging.container import Limits, inspect
+from worker.imaging.container.formats import BY_CODER, FORMATS
 
 LIMITS = Limits(max_pixels=50_000_000, max_side=20_000, max_metadata_bytes=8 * 2**20, max_jpeg_scans=64)
 RGB = smooth_rgb(64, 48)
@@ -172,3 +176,41 @@ def test_webp_metadata_is_dropped_and_animation_refused():
         inspect(riff((b"VP8X", huge), (b"VP8L", b"\x2f" + b"\0" * 10)), LIMITS)
     with pytest.raises(MetadataTooLarge):
         inspect(riff((b"VP8X", bytes(10)), (b"XMP ", b"x" * (9 << 20))), LIMITS)
+
+
+# -- the format table ----------------------------------------------------------------------------------------------
+def test_each_format_of_the_table_is_recognised_by_its_own_magic_only():
+    pil = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+    for fmt in FORMATS:
+        if fmt.coder not in pil:
+            continue  # HEIC: test_heic.py (pillow-heif encodes it)
+        buf = io.BytesIO()
+        PILImage.fromarray(RGB).save(buf, pil[fmt.coder])
+        assert [f.coder for f in FORMATS if f.magic(buf.getvalue())] == [fmt.coder]
+        assert inspect(buf.getvalue(), LIMITS).coder == fmt.coder
+
+
+def test_the_table_is_consistent_and_egress_checks_every_output():
+    coders = [f.coder for f in FORMATS]
+    assert len(set(coders)) == len(coders)
+    suffixes = [s for f in FORMATS for s in f.suffixes]
+    assert len(set(suffixes)) == len(suffixes)
+    assert all(s.startswith(".") and s == s.lower() for s in suffixes)
+    for fmt in FORMATS:
+        # A read-only format is written as another format of the table; the others as themselves.
+        assert fmt.output in coders
+        assert (fmt.output != fmt.coder) == fmt.read_only
+        assert fmt.content_type == BY_CODER[fmt.output].content_type
+    assert {f.output for f in FORMATS} == set(egress.FORMATS)
+
+
+def test_the_policy_grants_exactly_the_coders_of_the_table():
+    """policy.xml (the second wall) and the table name the same coders, with the same rights."""
+    policy = (Path(__file__).resolve().parents[2] / "worker" / "imaging" / "policy" / "policy.xml").read_text()
+    rights: dict[str, str] = {}
+    for right, pattern in re.findall(r'domain="coder" rights="([a-z|]+)" pattern="([^"]+)"', policy):
+        for name in pattern.strip("{}").split(","):
+            rights[name] = right
+    granted = {name: right for name, right in rights.items() if right != "none" and name not in {"RGB", "RGBA", "GRAY"}}
+    expected = {name: "read" if f.read_only else "read|write" for f in FORMATS for name in f.policy_names}
+    assert granted == expected

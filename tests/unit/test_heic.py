@@ -19,6 +19,7 @@ from worker.blur import blur_photo
 from worker.errors import CorruptImage, ImageTooComplex, ImageTooLarge, MetadataTooLarge, UnsupportedImage
 from worker.imaging import codec, icc
 from worker.imaging.container import Limits, inspect
+from worker.imaging.pixels import export_rgb
 
 try:
     import pillow_heif
@@ -68,7 +69,7 @@ def astronaut_heic(astronaut) -> bytes:
 def decoded(data: bytes, settings) -> np.ndarray:
     header = codec.read_header(data, settings.image)
     with codec.decode(data, header) as photo:
-        return codec.export_rgb(photo.image)
+        return export_rgb(photo.image)
 
 
 # -- what works ----------------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_icc_follows_the_workers_rule(profile, written, converted, settings):
     assert inspect(data, LIMITS).icc == profile
     header = codec.read_header(data, settings.image)
     with codec.decode(data, header) as photo:
-        pixels = codec.export_rgb(photo.image)
+        pixels = export_rgb(photo.image)
         out = codec.encode(photo, settings.image)  # consumes the photo
     assert _output_profile(out) == (icc.canonical(written) if written else None)
     assert (mean_abs_diff(pixels, picture) > 4) == converted

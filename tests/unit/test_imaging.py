@@ -57,7 +57,8 @@ from worker.detect import Face
 from worker.errors import CorruptImage, ImageTooLarge, NotAnImage, PermanentError, UnsupportedImage
 from worker.geometry import face_padding, pad_and_clamp
 from worker.imaging import codec, magick
-from worker.imaging.redact import cell_means, fill, grid_size, redact, regions
+from worker.imaging.pixels import export_rgb
+from worker.imaging.redact import grid_size, redact, regions
 
 # A synthetic 160x120 picture with one "face" box; padded by the default small-face 0.4 it covers REGION.
 SIZE = (160, 120)
@@ -140,7 +141,7 @@ def test_every_exif_orientation_decodes_upright(orientation, upright_picture, im
     assert (header.width, header.height) == (stored_w, stored_h)  # the header is the stored frame
     with codec.decode(data, header) as photo:
         assert photo.size == (96, 64)
-        pixels = codec.export_rgb(photo.image)
+        pixels = export_rgb(photo.image)
         out = codec.encode(photo, imaging_settings.image)
     assert pixels.shape == upright_picture.shape
     for colour in MARKERS.values():
@@ -196,7 +197,7 @@ def test_png_and_webp_exif_orientation_decodes_upright(fmt, upright_picture, ima
     data = buf.getvalue()
     with codec.decode(data, codec.read_header(data, imaging_settings.image)) as photo:
         assert photo.size == (96, 64)
-        assert mean_abs_diff(codec.export_rgb(photo.image), upright_picture) < 3
+        assert mean_abs_diff(export_rgb(photo.image), upright_picture) < 3
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -847,80 +848,6 @@ def test_grid_size_keeps_aspect_and_caps_the_long_side():
     assert grid_size(70, 45, 1) == (1, 1)
 
 
-def test_cell_means_of_a_solid_colour_is_that_colour():
-    pixels = np.broadcast_to(np.array([0.2, 0.5, 0.9], np.float32), (37, 53, 3)).copy()
-    grid = cell_means(pixels, 8, 5)
-    assert grid.shape == (5, 8, 3)
-    assert np.allclose(grid, [0.2, 0.5, 0.9], atol=1e-6)
-
-
-def test_cell_means_are_exact_box_averages():
-    rng = np.random.default_rng(11)
-    pixels = rng.random((24, 32, 3))
-    grid = cell_means(pixels, 4, 3)  # 8x8 cells
-    assert grid.shape == (3, 4, 3)
-    expected = pixels.reshape(3, 8, 4, 8, 3).mean(axis=(1, 3))
-    assert np.allclose(grid, expected)
-
-
-def test_cell_means_partition_uneven_regions():
-    rng = np.random.default_rng(12)
-    pixels = rng.random((23, 31, 3))
-    grid = cell_means(pixels, 4, 3)
-    # Near-equal cells: 23 rows make cells of 7 or 8 rows, 31 columns cells of 7 or 8 columns; whatever the
-    # split, every cell is the mean of its own block, so the area-weighted mean of the cells is the region's.
-    heights = np.diff(np.append((np.arange(3) * 23) // 3, 23))
-    widths = np.diff(np.append((np.arange(4) * 31) // 4, 31))
-    assert set(heights) <= {7, 8}
-    assert set(widths) <= {7, 8}
-    weighted = (grid * heights[:, None, None] * widths[None, :, None]).sum(axis=(0, 1)) / (23 * 31)
-    assert np.allclose(weighted, pixels.mean(axis=(0, 1)))
-    assert np.allclose(grid[0, 0], pixels[: heights[0], : widths[0]].mean(axis=(0, 1)))
-    assert np.allclose(grid[-1, -1], pixels[-heights[-1] :, -widths[-1] :].mean(axis=(0, 1)))
-
-
-def test_cell_means_of_two_halves():
-    pixels = np.zeros((4, 6, 3))
-    pixels[:, 3:] = 1.0
-    assert cell_means(pixels, 2, 1)[0, :, 0].tolist() == [0.0, 1.0]
-
-
-@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
-def test_fill_of_a_solid_colour_is_that_colour(mode):
-    grid = np.broadcast_to(np.array([0.1, 0.6, 0.3], np.float32), (5, 7, 3)).copy()
-    out = fill(grid, 45, 33, mode)
-    assert out.shape == (33, 45, 3)
-    assert out.dtype == np.float32
-    assert out.flags["C_CONTIGUOUS"]
-    assert np.allclose(out, [0.1, 0.6, 0.3], atol=1e-5)
-
-
-def test_fill_pixelate_has_at_most_8x8_colours_in_blocks():
-    rng = np.random.default_rng(12)
-    grid = rng.random((8, 8, 3)).astype(np.float32)
-    out = fill(grid, 100, 90, "pixelate")
-    colours = np.unique(out.reshape(-1, 3), axis=0)
-    assert len(colours) == 64
-    assert np.allclose(out[0, 0], grid[0, 0])
-    assert np.allclose(out[-1, -1], grid[-1, -1])
-    assert np.allclose(out[:11, :12], grid[0, 0])  # the top-left block is one colour
-
-
-def test_fill_solid_is_one_colour():
-    out = fill(np.array([[[0.25, 0.5, 0.75]]], np.float32), 40, 30, "solid")
-    assert len(np.unique(out.reshape(-1, 3), axis=0)) == 1
-
-
-def test_fill_blur_is_a_smooth_mix_of_the_cells():
-    rng = np.random.default_rng(13)
-    grid = rng.random((8, 8, 3)).astype(np.float32)
-    out = fill(grid, 96, 96, "blur")
-    assert out.min() >= grid.min() - 1e-5
-    assert out.max() <= grid.max() + 1e-5
-    assert np.abs(np.diff(out, axis=1)).max() < 0.1  # no block edges
-    assert len(np.unique(out.reshape(-1, 3), axis=0)) > 64
-
-
 def test_regions_are_padded_clamped_and_dropped_when_outside():
     faces = [
         Face(-10, -10, 30, 30, 0.9),  # top-left corner, partly outside
@@ -944,7 +871,7 @@ def texture() -> np.ndarray:
 def test_redact_changes_only_the_region(mode, max_colours, texture, imaging_settings):
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, [FACE], RedactSettings(mode=mode)) == 1
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     keep = outside(out.shape[:2], REGION)
     assert np.array_equal(out[keep], texture[keep])
     region = out[box_slice(REGION)]
@@ -961,7 +888,7 @@ def test_redact_changes_only_the_region(mode, max_colours, texture, imaging_sett
 def test_redact_ellipse_leaves_region_corners_and_changes_the_centre(texture, imaging_settings):
     with decoded(png_bytes(texture), imaging_settings) as photo:
         redact(photo, [FACE], RedactSettings(shape="ellipse"))
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     x0, y0, x1, y1 = REGION
     for ys, xs in [
         (slice(y0, y0 + 3), slice(x0, x0 + 3)),
@@ -983,7 +910,7 @@ def test_redact_at_the_image_edges_is_clamped(texture, imaging_settings):
     faces = [Face(-15, -20, 40, 50, 0.9), Face(140, 90, 40, 50, 0.9), Face(500, 500, 20, 20, 0.9)]
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, faces, RedactSettings()) == 2
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     changed = np.any(out != texture, axis=2)
     assert changed[0:5, 0:5].all()
     assert changed[-5:, -5:].all()
@@ -993,14 +920,14 @@ def test_redact_at_the_image_edges_is_clamped(texture, imaging_settings):
 def test_redact_without_faces_changes_nothing(texture, imaging_settings):
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, [], RedactSettings()) == 0
-        assert np.array_equal(codec.export_rgb(photo.image), texture)
+        assert np.array_equal(export_rgb(photo.image), texture)
 
 
 def test_redact_overlapping_faces(texture, imaging_settings):
     faces = [Face(40, 30, 40, 50, 0.9), Face(60, 40, 40, 50, 0.8)]
     with decoded(png_bytes(texture), imaging_settings) as photo:
         assert redact(photo, faces, RedactSettings()) == 2
-        out = codec.export_rgb(photo.image)
+        out = export_rgb(photo.image)
     for face in faces:
         centre = (slice(int(face.y), int(face.y + face.h)), slice(int(face.x), int(face.x + face.w)))
         assert mean_abs_diff(out[centre], texture[centre]) > 30

@@ -31,7 +31,8 @@ class Face:
 
 
 class Frame(Protocol):
-    """An upright photo as a detector sees it. The imaging layer implements it (decoding once)."""
+    """An upright photo as a detector sees it. The imaging layer implements it (decoding once, encoding what is
+    sent away): detectors never touch an image library."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -41,6 +42,11 @@ class Frame(Protocol):
     def rgb(self, scale: float) -> tuple[np.ndarray, float]:
         """An HxWx3 uint8 RGB copy `scale` times the full-resolution size, and the factor that maps its pixels
         back to full-resolution pixels."""
+        ...
+
+    def jpeg(self, scale: float, quality: int) -> bytes:
+        """The same copy as rgb(scale) gives, encoded as a JPEG at `quality` with nothing but its pixels (it leaves
+        the worker: the imaging layer holds it to the egress allow-list). What a remote detector is sent."""
         ...
 
 

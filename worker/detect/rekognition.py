@@ -1,21 +1,16 @@
 """Amazon Rekognition DetectFaces as a Detector: rate-limited, retried with full-jitter backoff, failing closed.
 
-What is sent (Rekognition's set quotas: raw bytes <= 5 MB, JPEG or PNG, each side >= 80 px):
-- the file as received when it is a JPEG or PNG of at most 5 MB: no re-encoding loss, nothing to compute;
-- otherwise (WebP, larger files, tiny images) a JPEG re-encoded from the upright pixels, long side at most
-  UPLOAD_LONG_SIDE (1920 px). Rekognition's documented minimum face is 40x40 px *in a 1920x1080 image*, and
-  "images with dimensions higher than 1920x1080 need a larger minimum face size proportionally": the minimum is
-  relative to the image, so shrinking a larger photo to 1920 px loses no face Rekognition could have found in the
-  original, while a 1920 px JPEG stays far below 5 MB. Images under 80 px a side are enlarged to 80 px.
-(An S3Object reference would avoid the upload for same-region sources up to 15 MB, but a Frame does not know its
-S3 location: not done.)
+What is sent (Rekognition's set quotas: raw bytes <= 5 MB, JPEG or PNG, each side >= 80 px): always the visible
+image, as the Frame encodes it (an upright JPEG made and checked by the imaging layer), never the uploaded file,
+which may hold what a viewer never sees. Its long side is at most UPLOAD_LONG_SIDE (1920 px). Rekognition's
+documented minimum face is 40x40 px *in a 1920x1080 image*, and "images with dimensions higher than 1920x1080 need
+a larger minimum face size proportionally": the minimum is relative to the image, so shrinking a larger photo to
+1920 px loses no face Rekognition could have found in the original, while a 1920 px JPEG stays far below 5 MB.
+Images under 80 px a side are enlarged to 80 px. (An S3Object reference would avoid the upload for same-region
+sources up to 15 MB, but it would send the file as uploaded: not done.)
 
-Which frame the boxes are in (Rekognition docs, DetectFaces "OrientationCorrection" / "Getting image orientation
-and bounding box coordinates"): for a JPEG whose Exif carries an orientation, Rekognition corrects the orientation
-and the bounding boxes are translated to the corrected (displayed) image; JPEGs without it and PNGs are not
-corrected, and boxes refer to the stored pixels. The codec honours a PNG's eXIf orientation too (as browsers do),
-so for such a PNG the stored-frame boxes are mapped to the upright frame with geometry.orient_box. Re-encoded JPEGs
-carry no orientation: their boxes are upright. Ratios outside [0, 1] (faces cut by the border) are clamped.
+The JPEG carries no orientation, so Rekognition corrects nothing: the boxes it returns are in the upright frame,
+as ratios of its size. Ratios outside [0, 1] (faces cut by the border) are clamped.
 
 Retries: throttling (ThrottlingException, ProvisionedThroughputExceededException), InternalServerError,
 ServiceUnavailable, any 5xx and connection errors are retried by tenacity with exponential backoff and full jitter,
@@ -44,8 +39,7 @@ from worker.aws import Aws, from_environment
 from worker.config import Settings
 from worker.detect import Face, Frame
 from worker.errors import DetectionFailed, FaceblurError, PermanentError
-from worker.geometry import orient_box, union
-from worker.imaging.codec import encode_jpeg
+from worker.geometry import union
 from worker.ratelimit import TokenBucket, shared
 from worker.telemetry import logs
 from worker.telemetry.metrics import Metrics
@@ -128,10 +122,8 @@ def as_failure(exc: BaseException, attempts: int = 1, seconds: float = 0.0) -> F
 # -- what is sent and how the answer maps back ------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Request:
-    data: bytes
-    size: tuple[int, int]  # (width, height) of the frame the returned ratios refer to
-    orientation: int  # EXIF orientation that maps that frame to the upright one (1 = already upright)
-    kind: str  # "original" | "reencoded"
+    data: bytes  # an upright JPEG of the frame
+    size: tuple[int, int]  # (width, height) of the upright frame the returned ratios refer to
 
 
 def smallest_face(size: tuple[int, int]) -> float:
@@ -140,26 +132,22 @@ def smallest_face(size: tuple[int, int]) -> float:
 
 
 def build_request(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
-    """Always the visible image, re-encoded: the uploaded file may hold what a viewer never sees (pixels under
-    transparency, bits below 8, a colour profile Rekognition would not apply), and its bytes must not decide."""
-    return reencode(frame, long_side)
-
-
-def reencode(frame: Frame, long_side: int = UPLOAD_LONG_SIDE) -> Request:
-    """An upright JPEG: long side <= long_side (never enlarged) unless a side would fall under 80 px."""
+    """The visible image as an upright JPEG: long side <= long_side (never enlarged) unless a side would fall under
+    80 px. Never the uploaded file: it may hold what a viewer never sees (pixels under transparency, bits below 8,
+    a colour profile Rekognition would not apply), and its bytes must not decide."""
     w, h = frame.size
     scale = min(1.0, long_side / max(w, h))
     if min(w, h) * scale < MIN_SIDE:
         scale = min(MIN_SIDE / min(w, h), MAX_LONG_SIDE / max(w, h))
-    rgb, _ = frame.rgb(scale)
-    data = encode_jpeg(rgb, JPEG_QUALITY)
+    data = frame.jpeg(scale, JPEG_QUALITY)
     if len(data) > MAX_BYTES:
-        data = encode_jpeg(rgb, 70)
-    return Request(data, (w, h), 1, "reencoded")
+        data = frame.jpeg(scale, 70)
+    return Request(data, (w, h))
 
 
-def map_box(box: Mapping[str, float], size: tuple[int, int], orientation: int) -> tuple[float, ...] | None:
-    """A BoundingBox (ratios of `size`) -> (x, y, w, h) in upright pixels; clamped to the image; None if empty."""
+def map_box(box: Mapping[str, float], size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """A BoundingBox (ratios of `size`, the upright frame) -> (x, y, w, h) in its pixels; clamped to the image;
+    None if empty."""
     left, top = float(box.get("Left", 0.0)), float(box.get("Top", 0.0))
     x0, y0 = min(max(left, 0.0), 1.0), min(max(top, 0.0), 1.0)
     x1 = min(max(left + float(box.get("Width", 0.0)), 0.0), 1.0)
@@ -167,13 +155,13 @@ def map_box(box: Mapping[str, float], size: tuple[int, int], orientation: int) -
     if x1 <= x0 or y1 <= y0:
         return None
     w, h = size
-    return orient_box(x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h, orientation, w, h)
+    return x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h
 
 
 def faces_from_response(details: Sequence[Mapping[str, Any]], request: Request) -> list[Face]:
     faces = []
     for d in details:
-        box = map_box(d.get("BoundingBox", {}), request.size, request.orientation)
+        box = map_box(d.get("BoundingBox", {}), request.size)
         if box is not None:
             score = min(max(float(d.get("Confidence", 100.0)) / 100.0, 0.0), 1.0)
             x, y, w, h = box

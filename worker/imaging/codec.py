@@ -11,29 +11,22 @@ then pass `egress.release`, the one check of what may leave.
 
 from __future__ import annotations
 
-import ctypes
-import struct
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from wand.api import library
 
 from worker.config import ImageSettings
 from worker.errors import CorruptImage, UnsupportedImage
-from worker.imaging import egress, icc
-from worker.imaging.container import Inspection, Limits, inspect, sniff
+from worker.imaging import egress, icc, pixels
+from worker.imaging.container import Inspection, Limits, inspect, png, sniff
+from worker.imaging.container.formats import BY_CODER
 from worker.imaging.egress import Output
 from worker.imaging.magick import Image, apply_profile, decode_warning, magick_errors
 
-# HEIC is read, never written (no HEVC encoder is allowed or safely available here): its output is a JPEG.
-OUTPUT_FORMATS = {"jpeg": "jpeg", "png": "png", "webp": "webp", "heic": "jpeg"}
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/jpeg"}
 MAX_JPEG_SCANS = 64  # progressive JPEGs have about 10; each scan is a full pass over the image
-Header = Inspection
-__all__ = ["Header", "Photo", "decode", "encode", "read_header", "sniff"]
+__all__ = ["Photo", "decode", "encode", "read_header", "sniff"]
 
 
 def read_header(data: bytes, settings: ImageSettings) -> Inspection:
@@ -87,7 +80,7 @@ class Photo:
         tw, th = max(1, round(w * scale)), max(1, round(h * scale))
         if (tw, th) == (w, h) and not self.has_alpha:
             # Full size: read from the photo itself, without a second copy of its pixel cache.
-            out = export_rgb(self.image)
+            out = pixels.export_rgb(self.image)
         else:
             # Shrink from the smallest copy already made that is still at least as large: the fine level's copy
             # serves the coarse and rotated passes at a fraction of the cost of shrinking the full image again.
@@ -102,12 +95,18 @@ class Photo:
                     small.scale(tw, th)  # box filter: the cheapest antialiased shrink in ImageMagick
                 else:
                     small.resize(tw, th, filter="triangle")
-            out = export_rgb(small)
+            out = pixels.export_rgb(small)
             if last is not None:
                 last.close()
             self._shrunk[background] = small
         self.input_seconds += time.perf_counter() - start
         return out, w / tw
+
+    def jpeg(self, scale: float, quality: int, background: str = "") -> Output:
+        """rgb(scale, background) as a JPEG, through egress like every output (a remote detector's input)."""
+        rgb, _ = self.rgb(scale, background)
+        blob = _write(rgb, "RGB", "jpeg", quality, None, None)
+        return egress.release(blob, "jpeg", (rgb.shape[1], rgb.shape[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,21 +123,8 @@ class View:
     def rgb(self, scale: float) -> tuple[np.ndarray, float]:
         return self.photo.rgb(scale, self.background)
 
-
-def export_rgb(img: Image) -> np.ndarray:
-    """HxWx3 uint8 RGB straight from the pixel cache (numpy.asarray(img) goes through a ctypes char array)."""
-    return export_pixels(img, "RGB")
-
-
-def export_pixels(img: Image, layout: str) -> np.ndarray:
-    """HxWxlen(layout) uint8 (ImageMagick's 8-bit rounding, what its 8-bit encoders write)."""
-    w, h = img.size
-    out = np.empty((h, w, len(layout)), np.uint8)
-    ok = library.MagickExportImagePixels(img.wand, 0, 0, w, h, layout.encode(), 1, out.ctypes.data_as(ctypes.c_void_p))
-    if not ok:
-        img.raise_exception()
-        raise CorruptImage("could not export pixels")
-    return out
+    def jpeg(self, scale: float, quality: int) -> Output:
+        return self.photo.jpeg(scale, quality, self.background)
 
 
 ORIENTATIONS = (
@@ -152,8 +138,6 @@ ORIENTATIONS = (
     "right_bottom",
     "left_bottom",
 )  # index = EXIF value
-STRIP_ROWS_PIXELS = 1 << 20  # pixels converted at a time (bounded memory)
-_SHORT_PIXEL = 7  # ImageMagick StorageType ShortPixel
 
 
 def decode(data: bytes, header: Inspection) -> Photo:
@@ -227,9 +211,9 @@ def _truncate_to_8_bits(img: Image) -> None:
     """Keep only the high byte of a deeper image's samples (alpha included). Rounding to 8 bits would let the top
     bit of the low byte decide between two levels, and a picture can hide in that bit: truncation keeps none."""
     gray = img.colorspace == "gray" and not img.alpha_channel
-    layouts = (b"R", b"I") if gray else None  # grey: read as red, written as I (red, green and blue alike)
+    layouts = ("R", "I") if gray else None  # grey: read as red, written as I (red, green and blue alike)
     # Exactly an 8-bit level, which the 8-bit encoder keeps as it is.
-    _rewrite_rows(img, lambda px: (px >> 8) * np.uint16(257), np.uint16, layouts)
+    pixels.rewrite_rows(img, lambda px: (px >> 8) * np.uint16(257), np.uint16, layouts)
 
 
 def _convert_rows(img: Image, convert: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -240,41 +224,16 @@ def _convert_rows(img: Image, convert: Callable[[np.ndarray], np.ndarray]) -> No
         px[:, :, :3] = convert(px)
         return px
 
-    _rewrite_rows(img, colour, np.uint8)
+    pixels.rewrite_rows(img, colour, np.uint8)
 
 
-def _rewrite_rows(
-    img: Image,
-    rewrite: Callable[[np.ndarray], np.ndarray],
-    dtype: type[np.uint8] | type[np.uint16],
-    layouts: tuple[bytes, bytes] | None = None,
-) -> None:
-    """Export the pixels a strip of rows at a time (bounded memory), rewrite them, import them back. Layouts are
-    RGBA with alpha, RGB without (importing RGBA would give an opaque image an alpha channel), unless given."""
-    w, h = img.size
-    rgb = b"RGBA" if img.alpha_channel else b"RGB"
-    read, write = layouts or (rgb, rgb)
-    storage = 1 if dtype is np.uint8 else _SHORT_PIXEL  # CharPixel or ShortPixel
-    step = max(1, STRIP_ROWS_PIXELS // w)
-    for y in range(0, h, step):
-        rows = min(step, h - y)
-        px = np.empty((rows, w, len(read)), dtype)
-        if not library.MagickExportImagePixels(img.wand, 0, y, w, rows, read, storage, px.ctypes.data):
-            img.raise_exception()
-            raise CorruptImage("could not read pixels")
-        px = np.ascontiguousarray(rewrite(px), dtype=dtype)
-        if not library.MagickImportImagePixels(img.wand, 0, y, w, rows, write, storage, px.ctypes.data):
-            img.raise_exception()
-            raise CorruptImage("could not write pixels")
-
-
-def shown_colour(pixels: np.ndarray) -> np.ndarray:
+def shown_colour(samples: np.ndarray) -> np.ndarray:
     """Colour (every channel but the last, alpha) quantised to what alpha lets a viewer see: a pixel of alpha a
     keeps only round(c * a / 255) (premultiplied, 8-bit), stored back as the colour that renders to it.
     Transparent pixels become black, and at alpha a each channel takes at most a + 1 values: nothing hidden under
     transparency survives."""
-    a = pixels[..., -1:].astype(np.uint32)
-    shown = (pixels[..., :-1] * a + 127) // 255
+    a = samples[..., -1:].astype(np.uint32)
+    shown = (samples[..., :-1] * a + 127) // 255
     return np.where(a > 0, (shown * 255 + a // 2) // np.maximum(a, 1), 0)
 
 
@@ -288,21 +247,21 @@ def encode(photo: Photo, settings: ImageSettings) -> Output:
     pixels are exported, so the fresh image never doubles the photo's memory."""
     size = photo.size
     layout = ("I" if photo.image.colorspace == "gray" else "RGB") + ("A" if photo.has_alpha else "")
-    pixels = export_pixels(photo.image, layout)
+    samples = pixels.export(photo.image, layout)
     photo.release()
     if photo.has_alpha:  # redaction wrote new colours: quantise them like the rest
-        pixels[..., :-1] = shown_colour(pixels)
-    output = OUTPUT_FORMATS[photo.coder]
+        samples[..., :-1] = shown_colour(samples)
+    output = BY_CODER[photo.coder].output  # HEIC: JPEG
     quality = settings.jpeg_quality or min(95, max(60, photo.source_quality or 85))
-    blob = _write(pixels, layout, output, quality, photo.sampling_factor, photo.profile)
+    blob = _write(samples, layout, output, quality, photo.sampling_factor, photo.profile)
     return egress.release(blob, output, size)
 
 
 def _write(
-    pixels: np.ndarray, layout: str, output: str, quality: int, sampling: str | None, profile: str | None
+    samples: np.ndarray, layout: str, output: str, quality: int, sampling: str | None, profile: str | None
 ) -> bytes:
-    """ImageMagick's encoding of a fresh image made of `pixels` only (egress checks what it wrote)."""
-    with magick_errors("encoding the output"), Image.from_array(pixels, channel_map=layout) as img:
+    """ImageMagick's encoding of a fresh image made of `samples` only (egress checks what it wrote)."""
+    with magick_errors("encoding the output"), Image.from_array(samples, channel_map=layout) as img:
         img.format = output
         if profile and output != "png":
             img.profiles["icc"] = icc.canonical(profile)
@@ -317,23 +276,15 @@ def _write(
     if not blob:
         raise CorruptImage("encoding produced no bytes")
     if output == "png" and profile:
-        blob = png_with_profile(blob, icc.canonical(profile))
+        blob = png.with_profile(blob, icc.canonical(profile))
     return blob
-
-
-def png_with_profile(png: bytes, profile: bytes) -> bytes:
-    """`png` with an iCCP chunk carrying `profile` right after IHDR (where the PNG spec wants it: before PLTE)."""
-    body = b"ICC profile\0\0" + zlib.compress(profile, 9)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    at = 8 + 8 + 13 + 4  # the signature, then IHDR (ImageMagick writes it first, 13 bytes)
-    return png[:at] + chunk + png[at:]
 
 
 def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width: int = 3) -> None:
     """Draw each (x, y, w, h) box's outline in red, `width` pixels thick, into the photo."""
     w, h = photo.size
     img = photo.image
-    layout = b"RGBA" if photo.has_alpha else b"RGB"
+    layout = "RGBA" if photo.has_alpha else "RGB"
     red = np.array([255, 0, 0, 255][: len(layout)], np.uint8)
     for x, y, bw, bh in boxes:
         x0, y0 = max(0, int(x)), max(0, int(y))
@@ -347,17 +298,4 @@ def outline(photo: Photo, boxes: list[tuple[float, float, float, float]], width:
             (x0, y0, t, y1 - y0),
             (x1 - t, y0, t, y1 - y0),
         ):
-            strip = np.ascontiguousarray(np.broadcast_to(red, (rh, rw, len(layout))))
-            if not library.MagickImportImagePixels(img.wand, rx, ry, rw, rh, layout, 1, strip.ctypes.data):
-                img.raise_exception()
-                raise CorruptImage("could not draw a box")
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> Output:
-    """An HxWx3 uint8 array as a JPEG (what a remote detector is sent: it leaves the worker too, so egress)."""
-    blob = _write(np.ascontiguousarray(rgb), "RGB", "jpeg", quality, None, None)
-    return egress.release(blob, "jpeg", (rgb.shape[1], rgb.shape[0]))
-
-
-def content_type(coder: str) -> str:
-    return CONTENT_TYPES[coder]
+            pixels.write(img, rx, ry, np.broadcast_to(red, (rh, rw, len(layout))), layout)

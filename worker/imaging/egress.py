@@ -23,11 +23,10 @@ from typing import NewType
 
 from worker.errors import CorruptImage, OutputRefused
 from worker.imaging import icc
-from worker.imaging.container import PNG_SIGNATURE, jpeg_segments, png_chunks, riff_chunks
+from worker.imaging.container import jpeg, png, webp
 
 # Bytes that passed egress: what storage and the blur command accept, and nothing else produces one.
 Output = NewType("Output", bytes)
-FORMATS = ("jpeg", "png", "webp")
 _PROFILES = ("p3",)  # the profiles the worker writes itself (icc.canonical); sRGB outputs carry none
 
 
@@ -47,7 +46,7 @@ def release(data: bytes, fmt: str, size: tuple[int, int]) -> Output:
 
 def refusal(data: bytes, fmt: str, size: tuple[int, int]) -> str | None:
     """Why `data` may not leave as a `fmt` image of `size`, or None when it may."""
-    check = {"png": _png, "jpeg": _jpeg, "webp": _webp}.get(fmt)
+    check = _CHECKS.get(fmt)
     if check is None:
         return f"{fmt!r} is not an output format"
     try:
@@ -57,11 +56,11 @@ def refusal(data: bytes, fmt: str, size: tuple[int, int]) -> str | None:
 
 
 def _png(data: bytes, size: tuple[int, int]) -> str | None:
-    if not data.startswith(PNG_SIGNATURE):
+    if not data.startswith(png.SIGNATURE):
         return "no PNG signature"
     seen: list[bytes] = []
-    end = len(PNG_SIGNATURE)
-    for chunk in png_chunks(data):
+    end = len(png.SIGNATURE)
+    for chunk in png.chunks(data):
         kind, body, end = chunk.kind, chunk.body, chunk.end
         name = kind.decode("latin-1")
         if not seen:
@@ -104,7 +103,6 @@ def _our_iccp(body: bytes) -> bool:
 _JPEG_CODING = {0xC4, 0xDB, 0xDD}  # DHT, DQT, DRI
 _JPEG_FRAMES = {0xC0, 0xC1, 0xC2}  # baseline, extended sequential, progressive (Huffman)
 _RST = range(0xD0, 0xD8)
-_ICC_TAG = b"ICC_PROFILE\0"
 
 
 def _jpeg(data: bytes, size: tuple[int, int]) -> str | None:
@@ -113,7 +111,7 @@ def _jpeg(data: bytes, size: tuple[int, int]) -> str | None:
     end, frame, scans = 2, False, 0
     icc_parts: dict[int, bytes] = {}
     eoi = False
-    for kind, body, start, next_end in jpeg_segments(data):
+    for kind, body, start, next_end in jpeg.segments(data):
         marker = kind[0]
         if start != end:
             return f"{start - end} bytes between segments (fill bytes or data) before marker 0x{marker:02X}"
@@ -141,7 +139,7 @@ def _jpeg(data: bytes, size: tuple[int, int]) -> str | None:
                 return "JFIF segment carries a thumbnail or extra data"
         elif marker == 0xEE and body.startswith(b"Adobe") and len(body) == 12:
             pass
-        elif marker == 0xE2 and body.startswith(_ICC_TAG) and len(body) > 14:
+        elif marker == 0xE2 and body.startswith(jpeg.ICC_TAG) and len(body) > 14:
             if body[12] in icc_parts:
                 return "ICC_PROFILE segment repeated"
             icc_parts[body[12]] = body[14:]
@@ -167,7 +165,7 @@ def _webp(data: bytes, size: tuple[int, int]) -> str | None:
     (riff_size,) = struct.unpack_from("<I", data, 4)
     if riff_size + 8 != len(data):
         return f"RIFF declares {riff_size + 8} bytes, the file has {len(data)}"
-    chunks = list(riff_chunks(data))
+    chunks = list(webp.chunks(data))
     kinds = [c.kind for c in chunks]
     end = chunks[-1].end if chunks else 12
     if not kinds or kinds[-1] not in (b"VP8 ", b"VP8L") or kinds.count(b"VP8 ") + kinds.count(b"VP8L") != 1:
@@ -213,3 +211,7 @@ def _trailing(data: bytes, end: int) -> str | None:
     if end > len(data):
         return "the file ends inside its last part (truncated)"
     return f"{len(data) - end} bytes after the end of the image" if end < len(data) else None
+
+
+_CHECKS = {"png": _png, "jpeg": _jpeg, "webp": _webp}
+FORMATS = tuple(_CHECKS)  # what may leave at all: every output coder of the format table must be one of them

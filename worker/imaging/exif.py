@@ -1,5 +1,5 @@
-"""Read the Orientation tag from raw EXIF (TIFF) bytes. Pure; used where ImageMagick 6 ignores it (PNG eXIf
-chunks, WebP EXIF chunks)."""
+"""Read the Orientation tag from raw EXIF (TIFF) bytes. Pure; the container readers take the orientation from it
+(JPEG APP1, PNG eXIf, WebP EXIF: ImageMagick 6 ignores the last two) and drop the rest."""
 
 from __future__ import annotations
 
@@ -24,18 +24,4 @@ def orientation(exif: bytes) -> int | None:
                 return value if 1 <= value <= 8 else None
     except struct.error:
         return None
-    return None
-
-
-def png_exif(png: bytes) -> bytes | None:
-    """The payload of a PNG's eXIf chunk (it must precede IDAT), or None."""
-    pos = 8
-    while pos + 8 <= len(png):
-        (length,) = struct.unpack_from(">I", png, pos)
-        kind = png[pos + 4 : pos + 8]
-        if kind == b"eXIf":
-            return png[pos + 8 : pos + 8 + length]
-        if kind in (b"IDAT", b"IEND"):
-            return None
-        pos += 12 + length
     return None

@@ -20,6 +20,7 @@ from wand.image import Image
 
 from worker.config import ImageSettings, parse_bytes
 from worker.errors import CorruptImage, PermanentError, ResourcesExhausted, UnsupportedImage
+from worker.imaging.container.formats import FORMATS
 
 __all__ = ["Image", "configure", "magick_errors"]
 
@@ -93,11 +94,12 @@ def decode_warning(img: Image) -> str | None:
 # MagickCore's PolicyDomain and PolicyRights values.
 _CODER, _DELEGATE, _PATH = 1, 2, 4
 _READ, _WRITE, _EXECUTE = 1, 2, 4
-# The coders the worker reads and writes (and the raw formats used for pixel transfer); every other one must be
-# refused by the policy in force.
-ALLOWED_CODERS = frozenset({"JPEG", "JPG", "PNG", "PNG8", "PNG24", "PNG32", "PNG48", "PNG64", "PNG00", "WEBP"})
-ALLOWED_CODERS |= {"RGB", "RGBA", "GRAY"}
-READ_ONLY_CODERS = frozenset({"HEIC"})  # read (libheif), never written: HEIC photos come out as JPEG
+# The coders of the format table (container/formats.py), under every name ImageMagick gives them, and the raw formats
+# used for pixel transfer; every other coder must be refused by the policy in force.
+_PIXEL_TRANSFER = frozenset({"RGB", "RGBA", "GRAY"})
+ALLOWED_CODERS = frozenset(name for f in FORMATS if not f.read_only for name in f.policy_names) | _PIXEL_TRANSFER
+READ_ONLY_CODERS = frozenset(name for f in FORMATS if f.read_only for name in f.policy_names)  # HEIC: out as JPEG
+NEEDED_CODERS = frozenset(f.coder.upper() for f in FORMATS if not f.read_only)  # read and written: JPEG, PNG, WEBP
 
 
 def policy_problems(settings: ImageSettings) -> list[str]:
@@ -116,7 +118,7 @@ def policy_problems(settings: ImageSettings) -> list[str]:
                 problems.append(f"coder {fmt} is refused (the worker reads it)")
         elif not ours and (allowed(_CODER, _READ, name) or allowed(_CODER, _WRITE, name)):
             problems.append(f"coder {fmt} is not refused")
-        if ours and fmt.upper() in {"JPEG", "PNG", "WEBP"} and not allowed(_CODER, _READ | _WRITE, name):
+        if fmt.upper() in NEEDED_CODERS and not allowed(_CODER, _READ | _WRITE, name):
             problems.append(f"coder {fmt} is refused (the worker needs it)")
     if any(allowed(_DELEGATE, rights, b"*") for rights in (_READ, _WRITE, _EXECUTE)):
         problems.append("delegates (external programs) are not refused")

@@ -19,18 +19,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from wand.api import library
 
 from worker.config import RedactSettings
 from worker.detect import Face
-from worker.errors import CorruptImage
 from worker.geometry import face_padding, pad_and_clamp
+from worker.imaging import pixels
 from worker.imaging.codec import Photo
 from worker.imaging.magick import Image, magick_errors
 
 Box = tuple[int, int, int, int]
 
-_SHORT_PIXEL = 7  # ImageMagick StorageType ShortPixel: 0..65535, what a Q16 pixel cache holds
 SPREAD_CELLS = 1.1  # Gaussian sigma, in cells, used to spread the cells back (no block edges remain)
 STRIP_PIXELS = 1 << 20  # pixels per strip read or written (6 MB as uint16 RGB, 12 MB as float32)
 
@@ -93,30 +91,11 @@ def _spread_matrix(size: int, cells: int, mode: str) -> np.ndarray:
 Dims = tuple[int, int, int, int, int]
 
 
-def cell_means(pixels: np.ndarray, cw: int, ch: int) -> np.ndarray:
-    """Box average of an (h, w, c) region over a ch x cw grid of near-equal cells -> (ch, cw, c)."""
-    h, w, c = pixels.shape
-    return _means(pixels.reshape(h, w * c), (w, h, cw, ch, c))
-
-
-def _means(pixels: np.ndarray, dims: Dims) -> np.ndarray:
-    """(h, w*c) pixels -> (ch, cw, c) cell means."""
-    return _sums_to_means(_cell_members(dims[1], dims[3]).dot(pixels), dims)
-
-
 def _sums_to_means(row_sums: np.ndarray, dims: Dims) -> np.ndarray:
     """(ch, w*c) sums of each cell row's pixel rows -> (ch, cw, c) cell means."""
     w, h, cw, ch, c = dims
     sums = np.add.reduceat(row_sums.reshape(ch, w, c), _cell_starts(w, cw), axis=1)  # tiny: reduceat is cheapest
     return sums / _cell_areas(w, h, cw, ch)
-
-
-def fill(grid: np.ndarray, w: int, h: int, mode: str, rows: slice = slice(None)) -> np.ndarray:
-    """Spread a (ch, cw, c) grid of cell colours over an h x w region -> contiguous float32 (len(rows), w, c):
-    the region's rows `rows` (all by default; the caller works in strips to bound memory on huge faces)."""
-    ch, cw, c = grid.shape
-    down, across = _spread(grid.astype(np.float32, copy=False), (w, h, cw, ch, c), mode)
-    return down[rows].dot(across).reshape(-1, w, c)
 
 
 def _spread(grid: np.ndarray, dims: Dims, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +114,7 @@ def ellipse_alpha(w: int, h: int, rows: slice = slice(None)) -> np.ndarray:
 
 
 # Channels -> (read layout, write layout). Grey: read as red, written as I (red, green and blue alike).
-_LAYOUTS = {1: (b"R", b"I"), 3: (b"RGB", b"RGB"), 4: (b"RGBA", b"RGBA")}
+_LAYOUTS = {1: ("R", "I"), 3: ("RGB", "RGB"), 4: ("RGBA", "RGBA")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,21 +129,11 @@ class _Canvas:
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """(h, w, channels) uint16."""
-        out = np.empty((h, w, self.channels), np.uint16)
-        layout = _LAYOUTS[self.channels][0]
-        if not library.MagickExportImagePixels(self.img.wand, x, y, w, h, layout, _SHORT_PIXEL, out.ctypes.data):
-            self.img.raise_exception()
-            raise CorruptImage("could not read pixels back")
-        return out
+        return pixels.read(self.img, x, y, w, h, _LAYOUTS[self.channels][0], np.uint16)
 
-    def write(self, x: int, y: int, pixels: np.ndarray) -> None:
+    def write(self, x: int, y: int, samples: np.ndarray) -> None:
         """Write (h, w, channels) uint16 at (x, y)."""
-        h, w = pixels.shape[:2]
-        data = np.ascontiguousarray(pixels, dtype=np.uint16)
-        layout = _LAYOUTS[self.channels][1]
-        if not library.MagickImportImagePixels(self.img.wand, x, y, w, h, layout, _SHORT_PIXEL, data.ctypes.data):
-            self.img.raise_exception()
-            raise CorruptImage("could not write blurred pixels")
+        pixels.write(self.img, x, y, samples, _LAYOUTS[self.channels][1], np.uint16)
 
 
 def redact(photo: Photo, faces: list[Face], settings: RedactSettings) -> int:
@@ -189,8 +158,8 @@ def _redact_region(canvas: _Canvas, box: Box, cells: tuple[int, int], settings: 
     member = _cell_members(h, ch)
     sums = np.zeros((ch, w * c), np.float32)
     for rows in strips:
-        pixels = one if one is not None else canvas.read(x, y + rows.start, w, rows.stop - rows.start)
-        sums += member[:, rows].dot(pixels.reshape(-1, w * c))
+        block = one if one is not None else canvas.read(x, y + rows.start, w, rows.stop - rows.start)
+        sums += member[:, rows].dot(block.reshape(-1, w * c))
     down, across = _spread(_sums_to_means(sums, dims) + 0.5, dims, settings.mode)  # + 0.5: truncation rounds
     for rows in strips:
         out = down[rows].dot(across).reshape(-1, w, c)
