@@ -7,6 +7,8 @@ Anything else   -> treated as transient (fail closed: never delete on an unknown
 
 from __future__ import annotations
 
+DLQ_SEND_FAILED = "dlq_send_failed"  # a retry reason of no error class: the DLQ send failed, so the message is retried
+
 
 class FaceblurError(Exception):
     """Base class; `reason` is a short machine-readable slug used in DLQ attributes and metric labels."""

@@ -21,12 +21,11 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from worker.config import ConfigError, from_env, is_bucket_name, queue_url_ok
-from worker.consumer.sqs import Message, Queue
+from worker.consumer.sqs import Attr, Message, Queue
 from worker.errors import MalformedMessage
 from worker.events import parse_body
 
 PEEK_VISIBILITY_SECONDS = 30  # how long a peeked message stays hidden if the command dies before returning it
-FORCE_ATTRIBUTE = "faceblur-force"  # the worker re-blurs even when the output was made from this very source
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +38,8 @@ class DeadLetter:
     source_message_id: str
 
 
-def _attr(m: Message, name: str) -> str:
-    return str(m.attributes.get(name, {}).get("StringValue", ""))
-
-
 def describe_dead_letter(m: Message) -> DeadLetter:
-    keys = _attr(m, "faceblur-failed-keys")
+    keys = m.attribute(Attr.FAILED_KEYS)
     if not keys:
         try:
             keys = ",".join(ref.key for ref in parse_body(m.body)) or "(nothing to process)"
@@ -53,11 +48,11 @@ def describe_dead_letter(m: Message) -> DeadLetter:
     return DeadLetter(
         message_id=m.message_id,
         # Messages the worker sent carry their reason; SQS's redrive moves retried ones without any.
-        reason=_attr(m, "faceblur-reason") or "retries_exhausted (moved by SQS after maxReceiveCount)",
+        reason=m.attribute(Attr.REASON) or "retries_exhausted (moved by SQS after maxReceiveCount)",
         keys=keys,
-        receive_count=_attr(m, "faceblur-receive-count") or str(m.receive_count),
-        error=_attr(m, "faceblur-error")[:200],
-        source_message_id=_attr(m, "faceblur-source-message-id"),
+        receive_count=m.attribute(Attr.RECEIVE_COUNT) or str(m.receive_count),
+        error=m.attribute(Attr.ERROR)[:200],
+        source_message_id=m.attribute(Attr.SOURCE_MESSAGE_ID),
     )
 
 
@@ -218,7 +213,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     s3, sqs = client("s3"), client("sqs")
     queue = Queue(sqs, args.queue_url)
     region = s3.meta.region_name or "us-east-1"
-    attributes = {FORCE_ATTRIBUTE: "true"} if args.force else {}
+    attributes = {Attr.FORCE: "true"} if args.force else {}
     batch: list[str] = []
     count = 0
 

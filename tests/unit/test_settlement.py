@@ -7,7 +7,7 @@ import random
 import pytest
 
 from worker.consumer.settlement import Action, MessageOutcome, Settlement, decide, retry_delay
-from worker.consumer.sqs import Message
+from worker.consumer.sqs import Attr, Message
 from worker.errors import (
     CorruptImage,
     DetectionFailed,
@@ -19,7 +19,7 @@ from worker.errors import (
 )
 from worker.service import recursion_risk
 
-MESSAGE = Message("id-1", "receipt-1", "{}", 1, None)
+MESSAGE = Message("id-1", "receipt-1", "{}", 1)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,40 @@ def test_success_and_nothing_to_do_delete():
     assert Settlement.done(MESSAGE).action is Action.DELETE
     assert Settlement.ignored(MESSAGE).outcome is MessageOutcome.IGNORED
     assert Settlement.retry(MESSAGE, "dlq_send_failed", "x" * 900).error == "x" * 500
+
+
+def test_a_message_of_several_records_is_deleted_only_when_none_was_refused():
+    assert Settlement.of_records(MESSAGE, []).action is Action.DELETE
+    refused = [
+        Settlement.failed(MESSAGE, CorruptImage("x"), keys="a.jpg"),
+        Settlement.failed(MESSAGE, ForeignBucket("y"), keys="b.jpg"),
+    ]
+    whole = Settlement.of_records(MESSAGE, refused)
+    # The whole message, intact for a redrive, with the first reason and every refused key.
+    assert (whole.action, whole.reason, whole.keys) == (Action.DEAD_LETTER, "corrupt_image", "a.jpg,b.jpg")
+
+
+def test_a_failed_dlq_send_is_retried_never_deleted():
+    unsent = Settlement.failed(MESSAGE, CorruptImage("broken"), keys="a.jpg").dlq_unsent()
+    assert (unsent.action, unsent.reason, unsent.error) == (Action.RETRY, "dlq_send_failed", "broken")
+
+
+def test_the_dlq_copy_carries_what_the_operator_commands_read():
+    m = Message("id-7", "r", "{}", 3)
+    attrs = Settlement.failed(m, CorruptImage("bad"), keys="a.jpg").dead_letter_attributes()
+    assert attrs == {
+        Attr.REASON: "corrupt_image",
+        Attr.ERROR: "bad",
+        Attr.SOURCE_MESSAGE_ID: "id-7",
+        Attr.RECEIVE_COUNT: "3",
+        Attr.FAILED_KEYS: "a.jpg",
+    }
+    assert Attr.FAILED_KEYS not in Settlement.failed(m, MalformedMessage("x")).dead_letter_attributes()
+    received = Message(
+        "id-8", "r", "{}", 1, attributes={k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}
+    )
+    assert received.attribute(Attr.REASON) == "corrupt_image"
+    assert received.attribute(Attr.FORCE) == ""
 
 
 def test_retry_delay_grows_within_half_and_all_of_its_ceiling_and_is_capped():

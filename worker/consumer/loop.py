@@ -13,14 +13,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from worker.admission import MemoryBudget
 from worker.config import Settings
 from worker.consumer.settlement import Action, MessageOutcome, Settlement, retry_delay
-from worker.consumer.sqs import Message, Queue
+from worker.consumer.sqs import Attr, Message, Queue
 from worker.detect import Detector
 from worker.errors import ForeignBucket, MalformedMessage
 from worker.events import describe, parse_body
@@ -168,7 +167,7 @@ class Consumer:
             log.info("message ignored", message_id=m.message_id, why="test event or no created objects")
             return Settlement.ignored(m)
         refused: list[Settlement] = []
-        force = m.attributes.get("faceblur-force", {}).get("StringValue") == "true"  # `faceblur reprocess --force`
+        force = m.attribute(Attr.FORCE) == "true"
         for ref in refs:
             if self._is_own_output(ref.bucket, ref.key):
                 log.warning("ignored our own output", **describe(ref))
@@ -205,9 +204,7 @@ class Consumer:
                 )
                 return settlement
             self._record(m, outcome)
-        if refused:  # the whole message to the DLQ (intact for a redrive), with the first reason and every key
-            return replace(refused[0], keys=",".join(s.keys for s in refused))
-        return Settlement.done(m)
+        return Settlement.of_records(m, refused)
 
     def _is_own_output(self, bucket: str, key: str) -> bool:
         prefix = self.storage.target.prefix
@@ -266,8 +263,7 @@ class Consumer:
                 if self._dead_letter(s):
                     deletes.append(s)
                 else:
-                    s = Settlement.retry(s.message, "dlq_send_failed", s.error)
-                    self._retry(s)
+                    self._retry(s.dlq_unsent())
             elif s.action is Action.RETRY:
                 self._retry(s)
         failed = {m.receipt for m in self.source.delete([s.message for s in deletes])}
@@ -304,16 +300,8 @@ class Consumer:
     def _dead_letter(self, s: Settlement) -> bool:
         if self.dlq is None:
             return False
-        attrs = {
-            "faceblur-reason": s.reason,
-            "faceblur-error": s.error,
-            "faceblur-source-message-id": s.message.message_id,
-            "faceblur-receive-count": str(s.message.receive_count),
-        }
-        if s.keys:
-            attrs["faceblur-failed-keys"] = s.keys
         try:
-            self.dlq.send(s.message.body, attrs)
+            self.dlq.send(s.message.body, s.dead_letter_attributes())
         except Exception as exc:
             log.error("DLQ send failed", message_id=s.message.message_id, error=str(exc))
             return False

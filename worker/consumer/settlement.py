@@ -3,6 +3,9 @@
 - A photo stored, or a message with nothing to do: DELETE.
 - An error retrying cannot fix (`PermanentError`: not an image, a bomb, a foreign bucket, a malformed body...):
   DEAD_LETTER with the error's reason, then delete. If the DLQ send fails, the message is retried instead.
+- Several records in one message: the first record that must be retried returns the whole message for a retry
+  (the records already stored are skipped as duplicates next time); otherwise, if any was refused, the whole
+  message goes to the DLQ intact (for a redrive) with the first reason and every refused key; else DELETE.
 - Anything else, known or not (S3 or network errors, detection failures, resource exhaustion, bugs): RETRY, back to
   the queue after `retry_delay`; after the queue's maxReceiveCount SQS's own redrive moves it to the DLQ. Fail
   closed: no unknown error ever deletes a message.
@@ -12,11 +15,11 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from worker.consumer.sqs import Message
-from worker.errors import PermanentError
+from worker.consumer.sqs import Attr, Message
+from worker.errors import DLQ_SEND_FAILED, PermanentError
 
 
 class Action(StrEnum):
@@ -63,6 +66,29 @@ class Settlement:
     @classmethod
     def retry(cls, m: Message, reason: str, error: str = "") -> Settlement:
         return cls(m, Action.RETRY, MessageOutcome.RETRIED, reason, error[:500])
+
+    @classmethod
+    def of_records(cls, m: Message, refused: list[Settlement]) -> Settlement:
+        """Every record of `m` stored, skipped or refused (none to retry): DELETE, or the whole message to the DLQ."""
+        if not refused:
+            return cls.done(m)
+        return replace(refused[0], keys=",".join(s.keys for s in refused))
+
+    def dlq_unsent(self) -> Settlement:
+        """The DLQ send failed: retried, never deleted (fail closed)."""
+        return Settlement.retry(self.message, DLQ_SEND_FAILED, self.error)
+
+    def dead_letter_attributes(self) -> dict[str, str]:
+        """What the DLQ copy carries, for `python -m worker dlq` and the operator."""
+        attrs = {
+            Attr.REASON: self.reason,
+            Attr.ERROR: self.error,
+            Attr.SOURCE_MESSAGE_ID: self.message.message_id,
+            Attr.RECEIVE_COUNT: str(self.message.receive_count),
+        }
+        if self.keys:
+            attrs[Attr.FAILED_KEYS] = self.keys
+        return attrs
 
 
 def decide(exc: BaseException) -> tuple[Action, str]:

@@ -9,15 +9,29 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 
+class Attr:
+    """Our message attributes: what the worker writes on a DLQ message and what the operator commands read or set."""
+
+    REASON = "faceblur-reason"
+    ERROR = "faceblur-error"
+    SOURCE_MESSAGE_ID = "faceblur-source-message-id"
+    RECEIVE_COUNT = "faceblur-receive-count"
+    FAILED_KEYS = "faceblur-failed-keys"
+    FORCE = "faceblur-force"  # `reprocess --force`: re-blur even when the output was made from this very source
+
+
 @dataclass(slots=True)
 class Message:
     message_id: str
     receipt: str
     body: str
     receive_count: int
-    sent_at: float | None
     received_at: float = 0.0
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    def attribute(self, name: str) -> str:
+        """A string message attribute, or "" when absent."""
+        return str(self.attributes.get(name, {}).get("StringValue", ""))
 
 
 class QueueError(RuntimeError):
@@ -36,30 +50,25 @@ class Queue:
     def attributes(self, *names: str) -> dict[str, str]:
         return self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(names)).get("Attributes", {})
 
-    def arn(self) -> str:
-        return self.attributes("QueueArn")["QueueArn"]
-
     def receive(self, max_messages: int, wait_seconds: int, now: float, visibility: int | None = None) -> list[Message]:
         extra = {"VisibilityTimeout": visibility} if visibility is not None else {}
         resp = self.sqs.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
             MessageAttributeNames=["All"],
             **extra,
         )
         out = []
         for m in resp.get("Messages", []):
             attrs = m.get("Attributes", {})
-            sent = attrs.get("SentTimestamp")
             out.append(
                 Message(
                     message_id=m["MessageId"],
                     receipt=m["ReceiptHandle"],
                     body=m.get("Body", ""),
                     receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
-                    sent_at=int(sent) / 1000 if sent else None,
                     received_at=now,
                     attributes=m.get("MessageAttributes", {}),
                 )

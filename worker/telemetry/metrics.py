@@ -21,7 +21,7 @@ from prometheus_client import (
 
 from worker import __version__
 from worker.admission import memory_limit
-from worker.errors import FaceblurError, PermanentError
+from worker.errors import DLQ_SEND_FAILED, FaceblurError, PermanentError
 
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _AGE_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -39,7 +39,7 @@ RETRY_REASONS = (
     "resources_exhausted",
     "output_changed",
     "output_refused",
-    "dlq_send_failed",
+    DLQ_SEND_FAILED,
     "internal_error",
 )
 DETECTORS = ("local", "rekognition")
