@@ -17,6 +17,7 @@ from tenacity import RetryCallState, retry, retry_if_exception, stop_after_delay
 
 from worker.aws import Aws, from_environment
 from worker.config import Settings
+from worker.consumer.handler import Handler
 from worker.consumer.loop import Consumer
 from worker.consumer.sqs import Queue
 from worker.runtime import StartupError, memory_budget, start
@@ -148,7 +149,8 @@ def build(settings: Settings, metrics: Metrics | None = None, aws: Aws | None = 
     storage = Storage(
         s3, OutputTarget(svc.output_bucket, svc.output_prefix, sse, svc.sse_kms_key_id), svc.max_object_bytes
     )
-    consumer = Consumer(settings, detector, storage, source, dlq, metrics, memory_budget(settings, metrics))
+    handler = Handler(settings, detector, storage, metrics, memory_budget(settings, metrics))
+    consumer = Consumer(settings, handler, source, dlq)
     http = None
     if svc.metrics_port:
         http = HealthServer(

@@ -155,7 +155,7 @@ def test_work_beyond_the_grace_period_is_returned_to_the_queue(stack, s3, sqs, m
     spies: dict[str, SlowDetector] = {}
 
     def prepare(service) -> None:
-        spies["detector"] = service.consumer.detector = SlowDetector(service.consumer.detector, 4.0)
+        spies["detector"] = service.consumer.handler.detector = SlowDetector(service.consumer.handler.detector, 4.0)
 
     runner = run_service(make_settings(stack, shutdown_grace_seconds=1), prepare=prepare)
     assert spies["detector"].started.wait(30), "the photo never reached the detector"
@@ -184,7 +184,7 @@ def test_heartbeat_keeps_a_slow_photo_invisible(make_stack, s3, sqs, make_settin
     spies: dict[str, object] = {}
 
     def prepare(service) -> None:
-        spies["detector"] = service.consumer.detector = SlowDetector(service.consumer.detector, SLOW)
+        spies["detector"] = service.consumer.handler.detector = SlowDetector(service.consumer.handler.detector, SLOW)
         spies["queue"] = service.consumer.source = RecordingQueue(service.consumer.source)
 
     # Two slots: if the message reappeared, this very worker would receive it again.

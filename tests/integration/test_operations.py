@@ -149,8 +149,8 @@ def test_safe_configuration_starts(stack, s3, sqs, make_settings, notification_p
         _filter_notification(s3, sqs, stack, notification_prefix)
     bucket = stack.output_bucket if output_bucket == "output" else stack.source_bucket
     service = build(make_settings(stack, output_bucket=bucket, output_prefix=output_prefix))
-    assert service.consumer.storage.target.bucket == bucket
-    assert service.consumer.storage.target.prefix == output_prefix
+    assert service.consumer.handler.storage.target.bucket == bucket
+    assert service.consumer.handler.storage.target.prefix == output_prefix
 
 
 def test_outputs_under_an_unwatched_prefix_of_the_source_bucket_do_not_loop(stack, s3, sqs, make_settings, run_service):

@@ -1,8 +1,8 @@
 """The consumer: one long poll at a time, never more messages than free slots, a heartbeat for work in
 progress, settlement in batches, and a two-stage shutdown under one deadline.
 
-Threads: the poll loop (caller's thread), a pool of WORKER_CONCURRENCY photo workers, a settler (batch
-deletes, retries, DLQ sends) and a housekeeper (visibility heartbeat, queue depth).
+Threads: the poll loop (caller's thread), a pool of WORKER_CONCURRENCY photo workers (each runs handler.py on one
+message), a settler (batch deletes, retries, DLQ sends) and a housekeeper (visibility heartbeat, queue depth).
 """
 
 from __future__ import annotations
@@ -10,46 +10,24 @@ from __future__ import annotations
 import queue as stdqueue
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
 
-from worker.admission import MemoryBudget
 from worker.config import Settings
+from worker.consumer.handler import Handler
 from worker.consumer.settlement import Action, MessageOutcome, Settlement, retry_delay
-from worker.consumer.sqs import Attr, Message, Queue
-from worker.detect import Detector
-from worker.errors import ForeignBucket, MalformedMessage
-from worker.events import describe, parse_body
-from worker.pipeline import Outcome, process_object
-from worker.storage import Storage
+from worker.consumer.sqs import Message, Queue
 from worker.telemetry import logs
-from worker.telemetry.metrics import Metrics
 
 log = logs.get("worker.consumer")
 
 
 class Consumer:
-    def __init__(
-        self,
-        settings: Settings,
-        detector: Detector,
-        storage: Storage,
-        source: Queue,
-        dlq: Queue | None,
-        metrics: Metrics | None = None,
-        budget: MemoryBudget | None = None,
-    ) -> None:
-        self.settings = settings
-        self.budget = budget
+    def __init__(self, settings: Settings, handler: Handler, source: Queue, dlq: Queue | None) -> None:
         self.svc = settings.service
-        self.detector = detector
-        self.storage = storage
+        self.handler = handler
         self.source = source
         self.dlq = dlq
-        self.metrics = metrics or Metrics()
+        self.metrics = handler.metrics
         self.slots = settings.concurrency
         self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="photo")
         self._lock = threading.Condition()
@@ -62,7 +40,6 @@ class Consumer:
         # Serialises visibility changes: a heartbeat must never overwrite a retry delay or a return (visibility 0)
         # that the settler or the drain made a moment earlier.
         self._visibility_lock = threading.Lock()
-        self._key_locks = KeyLocks()
         self.last_tick = time.monotonic()
         self.ready = False
         self.metrics.pool_size.set(self.slots)
@@ -89,7 +66,7 @@ class Consumer:
         for t in threads:
             t.start()
         self.ready = True
-        log.info("consumer started", queue=self.source.url, concurrency=self.slots, detector=self.detector.name)
+        log.info("consumer started", queue=self.source.url, concurrency=self.slots, detector=self.handler.detector.name)
         try:
             while not self.stopping.is_set():
                 free = self._wait_for_free_slot()
@@ -147,7 +124,7 @@ class Consumer:
     def _work(self, m: Message) -> None:
         settlement = Settlement.retry(m, "internal_error", "unhandled")
         try:
-            settlement = self.handle(m)
+            settlement = self.handler.handle(m)
         except BaseException as exc:  # never lose a message to a bug: it goes back to the queue
             log.exception("unexpected error", message_id=m.message_id)
             settlement = Settlement.retry(m, type(exc).__name__, str(exc))
@@ -156,84 +133,6 @@ class Consumer:
                 self._processing.pop(m.receipt, None)
                 self._lock.notify_all()
             self._settle_q.put(settlement)
-
-    def handle(self, m: Message) -> Settlement:
-        try:
-            refs = parse_body(m.body)
-        except MalformedMessage as exc:
-            log.warning("malformed message", message_id=m.message_id, error=str(exc))
-            return Settlement.failed(m, exc)
-        if not refs:
-            log.info("message ignored", message_id=m.message_id, why="test event or no created objects")
-            return Settlement.ignored(m)
-        refused: list[Settlement] = []
-        force = m.attribute(Attr.FORCE) == "true"
-        for ref in refs:
-            if self._is_own_output(ref.bucket, ref.key):
-                log.warning("ignored our own output", **describe(ref))
-                continue
-            try:
-                if ref.bucket not in self.settings.source_buckets:
-                    # A confused deputy otherwise: the event, not the operator, would choose what we read and
-                    # publish. Refused before any S3 call.
-                    raise ForeignBucket(f"bucket {ref.bucket!r} is not one of SOURCE_BUCKETS")
-                # The same object twice in flight (a duplicate notification in one batch): the second waits, then
-                # its idempotency check finds the first one's output.
-                with self._key_locks.hold((ref.bucket, ref.key, ref.version_id, ref.etag)):
-                    outcome = process_object(ref, self.storage, self.detector, self.settings, self.budget, force)
-            except Exception as exc:
-                settlement = Settlement.failed(m, exc, keys=ref.key)
-                self.metrics.photos.labels("failed").inc()
-                if settlement.action is Action.DEAD_LETTER:
-                    log.warning(
-                        "photo refused",
-                        message_id=m.message_id,
-                        reason=settlement.reason,
-                        error=str(exc),
-                        **describe(ref),
-                    )
-                    refused.append(settlement)
-                    continue
-                log.warning(
-                    "photo failed, will retry",
-                    message_id=m.message_id,
-                    reason=settlement.reason,
-                    error=str(exc),
-                    receive_count=m.receive_count,
-                    **describe(ref),
-                )
-                return settlement
-            self._record(m, outcome)
-        return Settlement.of_records(m, refused)
-
-    def _is_own_output(self, bucket: str, key: str) -> bool:
-        prefix = self.storage.target.prefix
-        return bool(prefix) and bucket == self.storage.target.bucket and key.startswith(prefix)
-
-    def _record(self, m: Message, o: Outcome) -> None:
-        ref = o.ref
-        if o.status == "skipped":
-            self.metrics.photos.labels("skipped_duplicate").inc()
-            log.info("photo already done", message_id=m.message_id, output_key=o.output_key, **describe(ref))
-            return
-        self.metrics.photos.labels("stored").inc()
-        self.metrics.faces.observe(o.faces)
-        for stage, seconds in o.timings.items():
-            self.metrics.stage.labels(stage).observe(seconds)
-        age = None
-        if ref.event_time is not None:
-            age = (datetime.now(UTC) - ref.event_time).total_seconds()
-            if age >= 0:
-                self.metrics.age.observe(age)
-        log.info(
-            "photo blurred",
-            message_id=m.message_id,
-            output_key=o.output_key,
-            faces=o.faces,
-            ms={k: round(v * 1000, 1) for k, v in o.timings.items()},
-            age_s=round(age, 3) if age is not None else None,
-            **describe(ref),
-        )
 
     # -- settlement --------------------------------------------------------------------------------------
     def _settler(self) -> None:
@@ -379,27 +278,3 @@ class Consumer:
     def abandoned(self) -> int:
         with self._lock:
             return len(self._processing)
-
-
-class KeyLocks:
-    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[Any, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: Any) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
