@@ -253,7 +253,7 @@ class DetectSettings:
         between(160, 4096, off=0),
     )
     rotated_min_face: int = setting(
-        48,
+        24,
         "DETECT_ROTATED_MIN_FACE",
         "smallest upside-down face (px wide) looked for at every position (the upside-down levels cost "
         "~ (16 / this)^2 of the photo's pixels)",
