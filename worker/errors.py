@@ -7,7 +7,9 @@ Anything else   -> treated as transient (fail closed: never delete on an unknown
 
 from __future__ import annotations
 
-DLQ_SEND_FAILED = "dlq_send_failed"  # a retry reason of no error class: the DLQ send failed, so the message is retried
+# The two retry reasons of no error class (every other reason is an error class's, so metrics.py derives its lists):
+DLQ_SEND_FAILED = "dlq_send_failed"  # the DLQ send failed (or there is no DLQ), so the message is retried
+INTERNAL_ERROR = "internal_error"  # the handler itself failed before it could name a reason
 
 
 class FaceblurError(Exception):
@@ -57,6 +59,12 @@ class MetadataTooLarge(PermanentError):
     reason = "metadata_too_large"
 
 
+class ObjectTooLarge(ImageTooLarge):
+    """The S3 object is larger than MAX_OBJECT_BYTES (its listed size, Content-Length or the bytes read)."""
+
+    reason = "object_too_large"
+
+
 class ImageTooComplex(PermanentError):
     """Valid pixels but a decoding cost out of proportion (a JPEG with hundreds of scans)."""
 
@@ -75,6 +83,30 @@ class OutputConflict(PermanentError):
     reason = "output_conflict"
 
 
+class InvalidParameter(PermanentError):
+    """botocore refused to send the call (a bucket name or key it will never accept): no retry changes it."""
+
+    reason = "invalid_parameter"
+
+
+class S3Error(TransientError):
+    """An S3 call failed (an error answer, a network error): another try may succeed."""
+
+    reason = "s3_error"
+
+
+class AccessDenied(S3Error):
+    """S3 answered 403; also its answer for a missing key when the role may not list the bucket."""
+
+    reason = "access_denied"
+
+
+class OutputChanged(TransientError):
+    """Our conditional PUT lost to another writer of the output key: the next try looks at the output again."""
+
+    reason = "output_changed"
+
+
 class ResourcesExhausted(TransientError):
     """ImageMagick ran out of its memory/map/disk limits: another try, with other photos done, will fit."""
 
@@ -87,6 +119,12 @@ class ObjectMissing(PermanentError):
 
 class DetectionFailed(TransientError):
     reason = "detection_failed"
+
+
+class RekognitionUnavailable(DetectionFailed):
+    """DetectFaces still throttled or failing after REKOGNITION_MAX_ATTEMPTS / REKOGNITION_MAX_SECONDS."""
+
+    reason = "rekognition_unavailable"
 
 
 class OutputRefused(TransientError):

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from worker import __version__
-from worker.errors import FaceblurError, ImageTooLarge, ObjectMissing, PermanentError, TransientError
+from worker.errors import (
+    AccessDenied,
+    FaceblurError,
+    InvalidParameter,
+    ObjectMissing,
+    ObjectTooLarge,
+    OutputChanged,
+    S3Error,
+)
 from worker.events import ObjectRef
 
 if TYPE_CHECKING:  # a type only: storage does not load the imaging stack
@@ -52,12 +60,11 @@ def _code(exc: ClientError) -> str:
 
 def _transient(what: str, exc: Exception) -> FaceblurError:
     if isinstance(exc, ParamValidationError):  # a bucket or key botocore refuses to send: no retry changes it
-        return PermanentError(f"{what}: {exc}", reason="invalid_parameter")
-    reason = "s3_error"
+        return InvalidParameter(f"{what}: {exc}")
     if isinstance(exc, ClientError) and _code(exc) in {"AccessDenied", "403"}:
         # Also what S3 answers for a missing key when the role may not list the bucket: retried, then the DLQ.
-        reason = "access_denied"
-    return TransientError(f"{what}: {exc}", reason=reason)
+        return AccessDenied(f"{what}: {exc}")
+    return S3Error(f"{what}: {exc}")
 
 
 def _version(ref: ObjectRef) -> str | None:
@@ -90,10 +97,7 @@ class Storage:
 
     def _check_size(self, size: int | None, ref: ObjectRef) -> None:
         if size is not None and size > self.max_bytes:
-            raise ImageTooLarge(
-                f"s3://{ref.bucket}/{ref.key} is {size} bytes; MAX_OBJECT_BYTES is {self.max_bytes}",
-                reason="object_too_large",
-            )
+            raise ObjectTooLarge(f"s3://{ref.bucket}/{ref.key} is {size} bytes; MAX_OBJECT_BYTES is {self.max_bytes}")
 
     def fetch(self, ref: ObjectRef) -> tuple[bytes, str | None]:
         """Download the source photo. Returns (bytes, etag). Oversize objects are refused before the GET."""
@@ -179,7 +183,7 @@ class Storage:
                 return key  # the first attempt landed; botocore's retry of it was refused
             if now.same_source:
                 return None
-            raise TransientError(f"PUT {key}: the output changed meanwhile", reason="output_changed") from exc
+            raise OutputChanged(f"PUT {key}: the output changed meanwhile") from exc
         except BotoCoreError as exc:
             raise _transient(f"PUT s3://{self.target.bucket}/{key}", exc) from exc
         return key

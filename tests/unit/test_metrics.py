@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers.images import png_bytes, textured_rgb
 from prometheus_client import generate_latest
 
-from worker.telemetry.metrics import DLQ_REASONS, MESSAGE_OUTCOMES, Metrics
+from worker.telemetry.metrics import DLQ_REASONS, MESSAGE_OUTCOMES, RETRY_REASONS, Metrics
 
 
 def samples(metrics: Metrics) -> dict[str, float]:
@@ -45,3 +45,31 @@ def test_the_local_detector_counts_its_faces(settings, skimage_data):
     blur_photo((skimage_data / "astronaut.png").read_bytes(), detector, settings)
     blur_photo(png_bytes(textured_rgb(64, 48)), detector, settings)
     assert samples(metrics)['faceblur_faces_total{detector="local"}'] == 1
+
+
+def test_the_reason_lists_are_derived_from_the_error_classes():
+    """Each reason a DLQ send or a retry can carry is an error class's (or one of the two named in errors.py), so
+    every one starts at 0; the reasons storage and Rekognition raise have classes of their own."""
+    from botocore.exceptions import ClientError, ParamValidationError
+
+    from worker.detect.rekognition import as_failure
+    from worker.errors import DLQ_SEND_FAILED, INTERNAL_ERROR, ObjectTooLarge, PermanentError, TransientError
+    from worker.storage import _transient
+
+    def every(cls: type) -> list[type]:
+        return [cls, *(c for sub in cls.__subclasses__() for c in every(sub))]
+
+    errors = "worker.errors"
+    assert set(DLQ_REASONS) == {c.reason for c in every(PermanentError)[1:] if c.__module__ == errors}
+    assert set(RETRY_REASONS) == {c.reason for c in every(TransientError)[1:]} | {DLQ_SEND_FAILED, INTERNAL_ERROR}
+    denied = ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject")
+    failed = ClientError({"Error": {"Code": "SlowDown"}}, "GetObject")
+    throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, "DetectFaces")
+    assert _transient("GET", ParamValidationError(report="bad key")).reason == "invalid_parameter"
+    assert ObjectTooLarge("x").reason == "object_too_large"
+    assert "object_too_large" in DLQ_REASONS
+    assert "invalid_parameter" in DLQ_REASONS
+    for reason in ("access_denied", "s3_error", "rekognition_unavailable", "output_changed"):
+        assert reason in RETRY_REASONS
+    assert (_transient("GET", denied).reason, _transient("GET", failed).reason) == ("access_denied", "s3_error")
+    assert as_failure(throttled, attempts=3).reason == "rekognition_unavailable"

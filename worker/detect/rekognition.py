@@ -38,7 +38,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_befo
 from worker.aws import Aws, from_environment
 from worker.config import Settings
 from worker.detect import Face, Frame
-from worker.errors import DetectionFailed, FaceblurError, PermanentError
+from worker.errors import DetectionFailed, FaceblurError, PermanentError, RekognitionUnavailable
 from worker.geometry import union
 from worker.ratelimit import TokenBucket, shared
 from worker.telemetry import logs
@@ -112,9 +112,8 @@ def as_failure(exc: BaseException, attempts: int = 1, seconds: float = 0.0) -> F
     if code in PERMANENT_CODES:
         return RekognitionRefused(f"Rekognition refused the image: {code}: {exc}", code)
     if retryable(exc):
-        return DetectionFailed(
-            f"Rekognition DetectFaces failed after {attempts} attempts in {seconds:.1f} s: {code}",
-            reason="rekognition_unavailable",
+        return RekognitionUnavailable(
+            f"Rekognition DetectFaces failed after {attempts} attempts in {seconds:.1f} s: {code}"
         )
     return DetectionFailed(f"Rekognition DetectFaces failed: {code}: {exc}")
 

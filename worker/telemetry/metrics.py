@@ -21,7 +21,7 @@ from prometheus_client import (
 
 from worker import __version__
 from worker.admission import memory_limit
-from worker.errors import DLQ_SEND_FAILED, FaceblurError, PermanentError
+from worker.errors import DLQ_SEND_FAILED, INTERNAL_ERROR, FaceblurError, PermanentError, TransientError
 
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _AGE_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -31,17 +31,6 @@ _CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 MESSAGE_OUTCOMES = ("done", "ignored", "retried", "dead_lettered", "returned_on_shutdown")
 PHOTO_OUTCOMES = ("stored", "skipped_duplicate", "failed")
 STAGES = ("download", "admission", "decode", "detector_input", "detect", "blur", "encode", "upload", "total")
-RETRY_REASONS = (
-    "s3_error",
-    "access_denied",
-    "detection_failed",
-    "rekognition_unavailable",
-    "resources_exhausted",
-    "output_changed",
-    "output_refused",
-    DLQ_SEND_FAILED,
-    "internal_error",
-)
 DETECTORS = ("local", "rekognition")
 
 
@@ -49,7 +38,9 @@ def _reasons(cls: type[FaceblurError]) -> set[str]:
     return {cls.reason} | {r for sub in cls.__subclasses__() for r in _reasons(sub)}
 
 
-DLQ_REASONS = tuple(sorted(_reasons(PermanentError) - {"permanent"} | {"object_too_large", "invalid_parameter"}))
+# Derived from the error classes (worker/errors.py), so a new class's reason starts at 0 without being listed here.
+DLQ_REASONS = tuple(sorted(_reasons(PermanentError) - {PermanentError.reason}))
+RETRY_REASONS = tuple(sorted(_reasons(TransientError) - {TransientError.reason} | {DLQ_SEND_FAILED, INTERNAL_ERROR}))
 
 
 class Metrics:
