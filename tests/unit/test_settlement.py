@@ -108,3 +108,27 @@ def test_recursion_guard():
     assert recursion_risk(notification(arn="other"), "q", "") is None  # notifies another queue
     assert recursion_risk(notification(events=("s3:ObjectRemoved:*",)), "q", "") is None
     assert recursion_risk({}, "q", "") is None
+
+
+def test_a_dlq_settlement_is_deleted_only_once_its_copy_was_sent():
+    refused = Settlement.failed(MESSAGE, CorruptImage("broken"), keys="a.jpg")
+    sent = refused.after_dlq_send(sent=True)
+    # Deleted, and still counted as dead-lettered; the reason stays for the log.
+    assert (sent.action, sent.outcome, sent.reason, sent.keys) == (
+        Action.DELETE,
+        MessageOutcome.DEAD_LETTERED,
+        "corrupt_image",
+        "a.jpg",
+    )
+    # The send failed, or there is no DLQ: back to the queue, never deleted.
+    unsent = refused.after_dlq_send(sent=False)
+    assert (unsent.action, unsent.outcome, unsent.reason) == (Action.RETRY, MessageOutcome.RETRIED, "dlq_send_failed")
+    with pytest.raises(ValueError, match="not a DLQ settlement"):
+        Settlement.done(MESSAGE).after_dlq_send(sent=True)
+
+
+def test_a_handler_that_raised_returns_the_message_for_a_retry():
+    crashed = Settlement.unhandled(MESSAGE, KeyError("bug"))
+    assert (crashed.action, crashed.reason, crashed.error) == (Action.RETRY, "KeyError", "'bug'")
+    never = Settlement.unhandled(MESSAGE)
+    assert (never.action, never.outcome, never.reason) == (Action.RETRY, MessageOutcome.RETRIED, "internal_error")

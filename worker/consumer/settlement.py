@@ -2,13 +2,14 @@
 
 - A photo stored, or a message with nothing to do: DELETE.
 - An error retrying cannot fix (`PermanentError`: not an image, a bomb, a foreign bucket, a malformed body...):
-  DEAD_LETTER with the error's reason, then delete. If the DLQ send fails, the message is retried instead.
+  DEAD_LETTER with the error's reason, then delete. If the DLQ send fails, or there is no DLQ, the message is retried
+  instead (`after_dlq_send`).
 - Several records in one message: the first record that must be retried returns the whole message for a retry
   (the records already stored are skipped as duplicates next time); otherwise, if any was refused, the whole
   message goes to the DLQ intact (for a redrive) with the first reason and every refused key; else DELETE.
 - Anything else, known or not (S3 or network errors, detection failures, resource exhaustion, bugs): RETRY, back to
   the queue after `retry_delay`; after the queue's maxReceiveCount SQS's own redrive moves it to the DLQ. Fail
-  closed: no unknown error ever deletes a message.
+  closed: no unknown error ever deletes a message. The handler itself failing is such an error (`unhandled`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from worker.consumer.sqs import Attr, Message
-from worker.errors import DLQ_SEND_FAILED, PermanentError
+from worker.errors import DLQ_SEND_FAILED, INTERNAL_ERROR, PermanentError
 
 
 class Action(StrEnum):
@@ -68,11 +69,25 @@ class Settlement:
         return cls(m, Action.RETRY, MessageOutcome.RETRIED, reason, error[:500])
 
     @classmethod
+    def unhandled(cls, m: Message, exc: BaseException | None = None) -> Settlement:
+        """The handler raised (a bug) or never returned: the message goes back to the queue, never lost."""
+        if exc is None:
+            return cls.retry(m, INTERNAL_ERROR, "unhandled")
+        return cls.retry(m, type(exc).__name__, str(exc))
+
+    @classmethod
     def of_records(cls, m: Message, refused: list[Settlement]) -> Settlement:
         """Every record of `m` stored, skipped or refused (none to retry): DELETE, or the whole message to the DLQ."""
         if not refused:
             return cls.done(m)
         return replace(refused[0], keys=",".join(s.keys for s in refused))
+
+    def after_dlq_send(self, sent: bool) -> Settlement:
+        """A DEAD_LETTER once its DLQ copy was tried: deleted (still counted as dead-lettered) if the copy was sent;
+        retried, never deleted, if it was not (the send failed, or there is no DLQ to send to)."""
+        if self.action is not Action.DEAD_LETTER:
+            raise ValueError(f"not a DLQ settlement: {self.action}")
+        return replace(self, action=Action.DELETE) if sent else self.dlq_unsent()
 
     def dlq_unsent(self) -> Settlement:
         """The DLQ send failed: retried, never deleted (fail closed)."""
