@@ -1,20 +1,23 @@
-"""The consumer: one long poll at a time, never more messages than free slots, a heartbeat for work in
-progress, settlement in batches, and a two-stage shutdown under one deadline.
+"""The consumer: one long poll at a time, never more messages than free slots, a worker pool, and a two-stage
+shutdown under one deadline. What is held is InFlight's (inflight.py), settling is the Settler's (settler.py), what
+a message means is the Handler's (handler.py) and settlement.py's.
 
 Threads: the poll loop (caller's thread), a pool of WORKER_CONCURRENCY photo workers (each runs handler.py on one
-message), a settler (batch deletes, retries, DLQ sends) and a housekeeper (visibility heartbeat, queue depth).
+message), a settler (settler.py: batch deletes, retries, DLQ sends) and a housekeeper (visibility heartbeat, queue
+depth).
 """
 
 from __future__ import annotations
 
-import queue as stdqueue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from worker.config import Settings
 from worker.consumer.handler import Handler
-from worker.consumer.settlement import Action, MessageOutcome, Settlement, retry_delay
+from worker.consumer.inflight import InFlight
+from worker.consumer.settlement import MessageOutcome, Settlement
+from worker.consumer.settler import Settler
 from worker.consumer.sqs import Message, Queue
 from worker.telemetry import logs
 
@@ -25,24 +28,28 @@ class Consumer:
     def __init__(self, settings: Settings, handler: Handler, source: Queue, dlq: Queue | None) -> None:
         self.svc = settings.service
         self.handler = handler
-        self.source = source
         self.dlq = dlq
         self.metrics = handler.metrics
         self.slots = settings.concurrency
         self.pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="photo")
-        self._lock = threading.Condition()
-        self._processing: dict[str, Message] = {}  # receipt -> message, until its work is done
-        self._unsettled: dict[str, Message] = {}  # receipt -> message, until deleted/returned
-        self._settle_q: stdqueue.Queue[Settlement] = stdqueue.Queue()
+        self.inflight = InFlight(source, self.slots, self.svc, self.metrics)
+        self.settler = Settler(source, dlq, self.inflight, self.svc, self.metrics)
+        self.source = source
         self.stopping = threading.Event()  # stop receiving
         self.stopped = threading.Event()  # everything settled, threads done
         self._halt = threading.Event()  # tells the settler and housekeeper to finish
-        # Serialises visibility changes: a heartbeat must never overwrite a retry delay or a return (visibility 0)
-        # that the settler or the drain made a moment earlier.
-        self._visibility_lock = threading.Lock()
         self.last_tick = time.monotonic()
         self.ready = False
         self.metrics.pool_size.set(self.slots)
+
+    @property
+    def source(self) -> Queue:
+        return self._source
+
+    @source.setter
+    def source(self, queue: Queue) -> None:
+        """One source queue for the poll, the heartbeat and the settler (replaced before run(), all three follow)."""
+        self._source = self.inflight.queue = self.settler.source = queue
 
     # -- health ------------------------------------------------------------------------------------------
     def healthy(self) -> tuple[bool, str]:
@@ -60,7 +67,7 @@ class Consumer:
     def run(self, until_idle: bool = False) -> None:
         """Poll until stop() (or, with until_idle, until a poll returns nothing and no work is left)."""
         threads = [
-            threading.Thread(target=self._settler, name="settler", daemon=True),
+            threading.Thread(target=self.settler.run, args=(self._halt,), name="settler", daemon=True),
             threading.Thread(target=self._housekeeper, name="housekeeper", daemon=True),
         ]
         for t in threads:
@@ -69,8 +76,9 @@ class Consumer:
         log.info("consumer started", queue=self.source.url, concurrency=self.slots, detector=self.handler.detector.name)
         try:
             while not self.stopping.is_set():
-                free = self._wait_for_free_slot()
+                free = self.inflight.wait_for_free_slot(timeout=1.0)
                 if free == 0:
+                    self._tick()  # waiting for a slot is not being stuck
                     continue
                 try:
                     messages = self.source.receive(free, self.svc.wait_seconds, time.monotonic())
@@ -86,7 +94,7 @@ class Consumer:
                     break
                 for m in messages:
                     self._start(m)
-                if until_idle and not messages and not self._unsettled:
+                if until_idle and not messages and self.inflight.drained():
                     break
         finally:
             if self.stopping.is_set():
@@ -99,126 +107,31 @@ class Consumer:
 
     def stop(self) -> None:
         self.stopping.set()
-        with self._lock:
-            self._lock.notify_all()
+        self.inflight.wake()
 
     def _tick(self) -> None:
         self.last_tick = time.monotonic()
         self.metrics.last_poll.set(time.time())
 
-    def _wait_for_free_slot(self) -> int:
-        with self._lock:
-            while len(self._processing) >= self.slots and not self.stopping.is_set():
-                self._tick()  # waiting for a slot is not being stuck
-                self._lock.wait(timeout=1.0)
-            return self.slots - len(self._processing)
-
     def _start(self, m: Message) -> None:
-        with self._lock:
-            self._processing[m.receipt] = m
-            self._unsettled[m.receipt] = m
-            self.metrics.in_flight.set(len(self._unsettled))
+        self.inflight.start(m)
         self.pool.submit(self._work, m)
 
-    # -- one message -------------------------------------------------------------------------------------
     def _work(self, m: Message) -> None:
-        settlement = Settlement.retry(m, "internal_error", "unhandled")
+        settlement = Settlement.unhandled(m)
         try:
             settlement = self.handler.handle(m)
         except BaseException as exc:  # never lose a message to a bug: it goes back to the queue
             log.exception("unexpected error", message_id=m.message_id)
-            settlement = Settlement.retry(m, type(exc).__name__, str(exc))
+            settlement = Settlement.unhandled(m, exc)
         finally:
-            with self._lock:
-                self._processing.pop(m.receipt, None)
-                self._lock.notify_all()
-            self._settle_q.put(settlement)
-
-    # -- settlement --------------------------------------------------------------------------------------
-    def _settler(self) -> None:
-        while True:
-            try:
-                first = self._settle_q.get(timeout=0.2)
-            except stdqueue.Empty:
-                if self._halt.is_set():
-                    return
-                continue
-            batch = [first]
-            while len(batch) < 10:
-                try:
-                    batch.append(self._settle_q.get_nowait())
-                except stdqueue.Empty:
-                    break
-            self._settle(batch)
-
-    def _drained(self) -> bool:
-        with self._lock:
-            return not self._unsettled and self._settle_q.empty()
-
-    def _settle(self, batch: list[Settlement]) -> None:
-        deletes = [s for s in batch if s.action is Action.DELETE]
-        for s in batch:
-            if s.action is Action.DEAD_LETTER:
-                if self._dead_letter(s):
-                    deletes.append(s)
-                else:
-                    self._retry(s.dlq_unsent())
-            elif s.action is Action.RETRY:
-                self._retry(s)
-        failed = {m.receipt for m in self.source.delete([s.message for s in deletes])}
-        for s in deletes:
-            if s.message.receipt in failed:
-                # Stays unsettled: visibility runs out and the message returns (outputs are idempotent).
-                log.warning("delete failed", message_id=s.message.message_id)
-            self.metrics.messages.labels(s.outcome).inc()
-        self._forget([s.message for s in batch])
-
-    def _release(self, messages: list[Message], seconds: int) -> None:
-        """Stop tracking (so no heartbeat extends them again) and set their visibility, atomically w.r.t. heartbeats.
-        If the call fails, the visibility already set still brings the messages back."""
-        with self._visibility_lock:
-            with self._lock:
-                for m in messages:
-                    self._unsettled.pop(m.receipt, None)
-                self.metrics.in_flight.set(len(self._unsettled))
-            self.source.set_visibility(messages, seconds)
-
-    def _retry(self, s: Settlement) -> None:
-        delay = retry_delay(s.message.receive_count, self.svc.retry_base_seconds, self.svc.retry_max_seconds)
-        self._release([s.message], delay)
-        self.metrics.retries.labels(s.reason).inc()
-        self.metrics.messages.labels(MessageOutcome.RETRIED).inc()
-        log.info(
-            "message returned for retry",
-            message_id=s.message.message_id,
-            reason=s.reason,
-            receive_count=s.message.receive_count,
-            retry_in_s=delay,
-        )
-
-    def _dead_letter(self, s: Settlement) -> bool:
-        if self.dlq is None:
-            return False
-        try:
-            self.dlq.send(s.message.body, s.dead_letter_attributes())
-        except Exception as exc:
-            log.error("DLQ send failed", message_id=s.message.message_id, error=str(exc))
-            return False
-        self.metrics.dlq.labels(s.reason).inc()
-        log.warning("message sent to DLQ", message_id=s.message.message_id, reason=s.reason, keys=s.keys, error=s.error)
-        return True
-
-    def _forget(self, messages: list[Message]) -> None:
-        with self._lock:
-            for m in messages:
-                self._unsettled.pop(m.receipt, None)
-            self.metrics.in_flight.set(len(self._unsettled))
-            self._lock.notify_all()
+            self.inflight.finish(m)
+            self.settler.put(settlement)
 
     def _return(self, messages: list[Message]) -> None:
         if not messages:
             return
-        self._release(messages, 0)
+        self.inflight.release(messages, 0)
         self.metrics.messages.labels(MessageOutcome.RETURNED_ON_SHUTDOWN).inc(len(messages))
         log.info("messages returned to the queue", count=len(messages))
 
@@ -236,16 +149,7 @@ class Consumer:
                 next_depth = now + self.svc.queue_depth_seconds
 
     def heartbeat(self, now: float) -> None:
-        with self._visibility_lock:
-            with self._lock:
-                pending = list(self._unsettled.values())
-            extend = [m for m in pending if now - m.received_at < self.svc.max_processing_seconds]
-            if extend:
-                self.source.set_visibility(extend, self.svc.visibility_seconds)
-                self.metrics.heartbeats.inc(len(extend))
-        for m in pending:
-            if m not in extend:
-                log.warning("message over MAX_PROCESSING_SECONDS, no longer extended", message_id=m.message_id)
+        self.inflight.heartbeat(now)
 
     def _read_depth(self) -> None:
         for name, q in (("source", self.source), ("dlq", self.dlq)):
@@ -261,10 +165,7 @@ class Consumer:
     def _drain(self) -> None:
         """Finish in-flight work within the grace period, then return whatever is left to the queue."""
         deadline = time.monotonic() + self.svc.shutdown_grace_seconds
-        with self._lock:
-            while self._processing and time.monotonic() < deadline:
-                self._lock.wait(timeout=0.5)
-            unfinished = list(self._processing.values())
+        unfinished = self.inflight.wait_for_work(deadline)
         if unfinished:
             log.warning("grace period over, returning unfinished messages", count=len(unfinished))
             self._return(unfinished)
@@ -274,7 +175,9 @@ class Consumer:
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("consumer stopped", unfinished=len(unfinished))
 
+    def _drained(self) -> bool:
+        return self.inflight.drained() and self.settler.idle()
+
     @property
     def abandoned(self) -> int:
-        with self._lock:
-            return len(self._processing)
+        return self.inflight.abandoned
