@@ -1,17 +1,23 @@
-"""The message handler without servers or threads: the rules decided before any S3 call, and how a message's
-records combine into one settlement. What reaches S3 is tested end to end on moto (tests/integration)."""
+"""The message handler without servers: the rules decided before any S3 call, and how a message's
+records combine into one settlement; then those settlements carried out by the settler, and the whole consumer, on
+in-memory queues (helpers/memqueue.py). What reaches S3 is tested end to end on moto (tests/integration)."""
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 
 import pytest
+from helpers.memqueue import MemQueue, as_queue, sent_attributes
 
 from worker.config import Settings
 from worker.consumer.handler import Handler
+from worker.consumer.inflight import InFlight
+from worker.consumer.loop import Consumer
 from worker.consumer.settlement import Action, MessageOutcome
-from worker.consumer.sqs import Message
+from worker.consumer.settler import Settler
+from worker.consumer.sqs import Attr, Message
 from worker.storage import OutputTarget, Storage
 from worker.telemetry.metrics import Metrics
 
@@ -73,3 +79,52 @@ def test_buckets_we_do_not_own_are_refused_before_any_s3_call_with_every_key(han
 def test_our_own_outputs_are_skipped_and_the_message_deleted(handler):
     settled = handler.handle(_message(_records(("blurred", "out/a.jpg"))))
     assert (settled.action, settled.outcome) == (Action.DELETE, MessageOutcome.DONE)
+
+
+# -- the handler's settlements carried out, on in-memory queues --------------------------------------------------------
+def _queues() -> tuple[MemQueue, MemQueue]:
+    source, dlq = MemQueue("memory://source"), MemQueue("memory://dlq")
+    source.send("{not json", {})
+    source.send(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "uploads"}), {})
+    source.send(_records(("theirs", "a.jpg"), ("other", "b.jpg")), {Attr.FORCE: "true"})
+    source.send(_records(("blurred", "out/a.jpg")), {})
+    return source, dlq
+
+
+def _dlq_copies(dlq: MemQueue) -> dict[str, dict[str, str]]:
+    return {a[Attr.REASON]: a for a in (sent_attributes(s) for s in dlq.stored())}
+
+
+def test_settled_through_the_settler_every_message_is_deleted_and_the_refused_ones_copied_to_the_dlq(handler):
+    source, dlq = _queues()
+    inflight = InFlight(as_queue(source), 4, handler.settings.service, handler.metrics)
+    settler = Settler(as_queue(source), as_queue(dlq), inflight, handler.settings.service, handler.metrics)
+    received = source.receive(10, 0, now=0.0)
+    for m in received:
+        inflight.start(m)
+    settler.settle([handler.handle(m) for m in received])
+    assert source.stored() == []
+    assert sorted(source.calls.deleted) == sorted(m.message_id for m in received)
+    copies = _dlq_copies(dlq)
+    assert set(copies) == {"malformed_message", "foreign_bucket"}
+    assert copies["foreign_bucket"][Attr.FAILED_KEYS] == "a.jpg,b.jpg"
+    assert copies["foreign_bucket"][Attr.SOURCE_MESSAGE_ID] == received[2].message_id
+    assert source.calls.visibility == []
+
+
+def test_the_consumer_runs_on_in_memory_queues_until_idle(handler):
+    """The whole loop (poll, pool, settler, housekeeper, drain) without a server."""
+    source, dlq = _queues()
+    consumer = Consumer(handler.settings, handler, as_queue(source), as_queue(dlq))
+    runner = threading.Thread(target=consumer.run, kwargs={"until_idle": True})
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert consumer.stopped.is_set()
+    assert consumer.abandoned == 0
+    assert source.stored() == []
+    assert set(_dlq_copies(dlq)) == {"malformed_message", "foreign_bucket"}
+    value = handler.metrics.registry.get_sample_value
+    assert value("faceblur_messages_total", {"outcome": "dead_lettered"}) == 2
+    assert value("faceblur_messages_total", {"outcome": "ignored"}) == 1
+    assert value("faceblur_messages_total", {"outcome": "done"}) == 1
