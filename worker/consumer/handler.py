@@ -1,6 +1,7 @@
 """One message to one settlement, with no threads of its own: the body parsed, every record checked against
 SOURCE_BUCKETS, our own outputs skipped, `--force` read, one photo per object at a time, `process_object` run, and
-the records' results combined by settlement.py's rules. The consumer (loop.py) only schedules and settles."""
+the records' results combined by settlement.py's rules. The consumer only schedules (loop.py, inflight.py) and
+settles (settler.py)."""
 
 from __future__ import annotations
 
