@@ -1,5 +1,5 @@
 """The detection pyramid as pure geometry: every face from DETECT_MIN_FACE up is looked at whole, with context, at a
-scale the detector handles, wherever it sits in a photo of any size; and the int8 model is the pinned one."""
+scale the detector handles, wherever it sits in a photo of any size."""
 
 from __future__ import annotations
 
@@ -115,13 +115,6 @@ class Probe:
         assert rgb.ndim == 3
         assert rgb.shape[2] == 3
         return np.empty((0, 5), np.float32)
-
-
-def test_the_int8_model_made_here_is_the_pinned_one():
-    from worker.detect.model import DEFAULT_MODEL_PATH, INT8_SHA256, load_model_bytes, quantize, sha256_of
-
-    assert sha256_of(quantize(load_model_bytes(DEFAULT_MODEL_PATH))) == INT8_SHA256
-    assert load_model_bytes(DEFAULT_MODEL_PATH, "int8")  # the installed file passes its check
 
 
 def test_a_face_cut_by_every_tile_edge_is_found(detector, settings):
