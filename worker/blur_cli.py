@@ -138,10 +138,14 @@ def cmd_blur(args: argparse.Namespace) -> int:
 
     settings = from_env()
     if args.threshold is not None:  # the least score of every pass (the upside-down one is stricter already)
-        rotated = max(settings.detect.rotated_threshold, args.threshold)
-        settings = replace(
-            settings, detect=replace(settings.detect, threshold=args.threshold, rotated_threshold=rotated)
+        d = settings.detect
+        d = replace(
+            d,
+            threshold=args.threshold,
+            rotated_threshold=max(d.rotated_threshold, args.threshold),
+            rotated_coarse_threshold=max(d.rotated_coarse_threshold, args.threshold),
         )
+        settings = replace(settings, detect=d)
     if args.mode is not None:
         settings = replace(settings, redact=replace(settings.redact, mode=args.mode))
     settings, detector = start(settings)

@@ -260,9 +260,15 @@ class DetectSettings:
         between(12, 128),
     )
     rotated_threshold: float = setting(
-        0.5,
+        0.4,
         "DETECT_ROTATED_THRESHOLD",
-        "score needed in that pass (stricter: it sees more false faces)",
+        "score needed on that pass's two finest levels (stricter than upright: it sees more false faces)",
+        between(0.05, 0.95),
+    )
+    rotated_coarse_threshold: float = setting(
+        0.5,
+        "DETECT_ROTATED_COARSE_THRESHOLD",
+        "score needed on that pass's coarser levels (where a false face blurs a large area)",
         between(0.05, 0.95),
     )
     model_path: str = setting(

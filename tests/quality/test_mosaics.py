@@ -104,8 +104,9 @@ def _turned(data: bytes, entry: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
 
 
 def test_small_faces_upside_down_in_a_big_photo_keep_their_own_pyramid(settings_and_detector):
-    """Weaker than upright (CenterFace sees upside-down faces only in the turned pass, at a stricter threshold), but
-    held: with the turned pyramid starting at 48 px instead of 24 this fell from ~0.7 to ~0.5."""
+    """Weaker than upright (CenterFace sees upside-down faces only in the turned pass, at stricter thresholds), but
+    held: 0.79 with that pass's two finest levels at 0.4; 0.70 with 0.5 on every level of it; ~0.5 with the
+    turned pyramid starting at 48 px instead of 24."""
     require_dev_set()
     settings, detector = settings_and_detector
     tallies = []
@@ -116,4 +117,4 @@ def test_small_faces_upside_down_in_a_big_photo_keep_their_own_pyramid(settings_
     protected = sum(t.protected for t in tallies) / faces
     print(f"3x3 upside down: protected {protected:.4f} of {faces}")
     assert faces >= 150
-    assert protected >= 0.6
+    assert protected >= 0.75

@@ -21,7 +21,8 @@ def test_defaults_are_valid_and_match_the_documentation():
     s = Settings()
     assert s.detect == DetectSettings()
     assert (s.detect.threshold, s.detect.coarse_side, s.detect.fine_side) == (0.2, 640, 1024)
-    assert (s.detect.max_upscale, s.detect.rotated_side, s.detect.rotated_threshold) == (1.5, 480, 0.5)
+    assert (s.detect.max_upscale, s.detect.rotated_side, s.detect.rotated_threshold) == (1.5, 480, 0.4)
+    assert s.detect.rotated_coarse_threshold == 0.5
     assert (s.redact.mode, s.redact.shape, s.redact.padding, s.redact.padding_large) == ("blur", "rect", 0.4, 0.2)
     assert (s.image.max_pixels, s.image.max_side, s.image.jpeg_quality) == (50_000_000, 20_000, 0)
 
@@ -49,6 +50,7 @@ def test_environment_is_parsed_into_each_group():
         "DETECT_NMS_IOU": "0.4",
         "DETECT_ROTATED_SIDE": "0",
         "DETECT_ROTATED_THRESHOLD": "0.6",
+        "DETECT_ROTATED_COARSE_THRESHOLD": "0.7",
         "BLUR_MODE": "pixelate",
         "BLUR_PADDING": "0.5",
         "BLUR_PADDING_LARGE": "0.25",
@@ -65,7 +67,14 @@ def test_environment_is_parsed_into_each_group():
     }
     s = from_env(env)
     assert s.detect == DetectSettings(
-        threshold=0.5, coarse_side=800, fine_side=0, max_upscale=1.5, nms_iou=0.4, rotated_side=0, rotated_threshold=0.6
+        threshold=0.5,
+        coarse_side=800,
+        fine_side=0,
+        max_upscale=1.5,
+        nms_iou=0.4,
+        rotated_side=0,
+        rotated_threshold=0.6,
+        rotated_coarse_threshold=0.7,
     )
     assert s.redact == RedactSettings(
         mode="pixelate", padding=0.5, padding_large=0.25, cells=12, blocks=6, shape="ellipse"

@@ -66,7 +66,11 @@ def test_thresholds_by_level_and_the_upside_down_pyramid():
     assert [lv.threshold for lv in upright[:2]] == [s.threshold] * 2
     assert all(lv.threshold == s.coarse_threshold for lv in upright[2:])
     turned = plan(4032, 3024, s, upside_down=True)
-    assert all(lv.upside_down and lv.threshold == s.rotated_threshold for lv in turned)
+    assert all(lv.upside_down for lv in turned)
+    assert [lv.threshold for lv in turned[:2]] == [s.rotated_threshold] * 2
+    assert all(lv.threshold == s.rotated_coarse_threshold for lv in turned[2:])
+    assert s.threshold < s.rotated_threshold
+    assert s.coarse_threshold < s.rotated_coarse_threshold
     assert turned[0].scale * s.rotated_min_face >= RELIABLE_FACE - 1e-9
 
 

@@ -11,7 +11,7 @@ before, so a face too large for one level's tiles is at least OVERLAP / 2 / LEVE
 every face is seen at two scales, as in a 1 MP photo. The last level shows the whole photo at DETECT_COARSE_SIDE,
 in one piece, for the largest faces. Small photos are enlarged up to DETECT_FINE_SIDE (at most DETECT_MAX_UPSCALE)
 for faces smaller still. CenterFace misses upside-down faces (people lying down, photos held upside down), so the
-photo turned 180 degrees gets the same pyramid for faces from DETECT_ROTATED_MIN_FACE up, at a stricter threshold.
+photo turned 180 degrees gets the same pyramid for faces from DETECT_ROTATED_MIN_FACE up, at stricter thresholds.
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ def plan(width: int, height: int, s: DetectSettings, upside_down: bool = False) 
     for i, scale in enumerate(found):
         # A face gets its two best looks on the two finest levels; coarser ones add only faces too large for
         # those, which score high, while a false face there blurs a large area of the photo: stricter.
-        threshold = s.rotated_threshold if upside_down else s.threshold if i < 2 else s.coarse_threshold
+        if upside_down:
+            threshold = s.rotated_threshold if i < 2 else s.rotated_coarse_threshold
+        else:
+            threshold = s.threshold if i < 2 else s.coarse_threshold
         w, h = max(1, round(width * scale)), max(1, round(height * scale))
         tile = max(w, h) if i == len(found) - 1 else s.tile_side
         tiles = tuple((x0, y0, x1, y1) for y0, y1 in spans(h, tile) for x0, x1 in spans(w, tile))
