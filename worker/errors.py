@@ -7,6 +7,9 @@ Anything else   -> treated as transient (fail closed: never delete on an unknown
 
 from __future__ import annotations
 
+import re
+from typing import ClassVar
+
 # The two retry reasons of no error class (every other reason is an error class's, so metrics.py derives its lists):
 DLQ_SEND_FAILED = "dlq_send_failed"  # the DLQ send failed (or there is no DLQ), so the message is retried
 INTERNAL_ERROR = "internal_error"  # the handler itself failed before it could name a reason
@@ -16,6 +19,8 @@ class FaceblurError(Exception):
     """Base class; `reason` is a short machine-readable slug used in DLQ attributes and metric labels."""
 
     reason = "error"
+    # Every reason the class's own instances carry, when they carry others than `reason` (metrics start each at 0).
+    reasons: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -125,6 +130,30 @@ class RekognitionUnavailable(DetectionFailed):
     """DetectFaces still throttled or failing after REKOGNITION_MAX_ATTEMPTS / REKOGNITION_MAX_SECONDS."""
 
     reason = "rekognition_unavailable"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class RekognitionRefused(PermanentError):
+    """Rekognition refused the image for a reason retrying cannot change; the reason names its error code."""
+
+    CODES = frozenset(
+        {
+            "InvalidImageFormatException",
+            "ImageTooLargeException",
+            "InvalidParameterException",
+            "InvalidS3ObjectException",
+            "AccessDeniedException",
+        }
+    )
+    reason = "rekognition_refused"
+    reasons = tuple(sorted("rekognition_" + _snake(code.removesuffix("Exception")) for code in CODES))
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, reason="rekognition_" + _snake(code.removesuffix("Exception")))
+        self.code = code
 
 
 class OutputRefused(TransientError):

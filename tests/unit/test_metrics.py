@@ -53,14 +53,25 @@ def test_the_reason_lists_are_derived_from_the_error_classes():
     from botocore.exceptions import ClientError, ParamValidationError
 
     from worker.detect.rekognition import as_failure
-    from worker.errors import DLQ_SEND_FAILED, INTERNAL_ERROR, ObjectTooLarge, PermanentError, TransientError
+    from worker.errors import (
+        DLQ_SEND_FAILED,
+        INTERNAL_ERROR,
+        ObjectTooLarge,
+        PermanentError,
+        RekognitionRefused,
+        TransientError,
+    )
     from worker.storage import _transient
 
     def every(cls: type) -> list[type]:
         return [cls, *(c for sub in cls.__subclasses__() for c in every(sub))]
 
-    errors = "worker.errors"
-    assert set(DLQ_REASONS) == {c.reason for c in every(PermanentError)[1:] if c.__module__ == errors}
+    refused = {"rekognition_" + r for r in ("access_denied", "image_too_large", "invalid_image_format")}
+    refused |= {"rekognition_invalid_parameter", "rekognition_invalid_s3_object"}
+    plain = {c.reason for c in every(PermanentError)[1:] if c is not RekognitionRefused}
+    assert set(DLQ_REASONS) == plain | refused  # every code Rekognition refuses with, and never the bare class's
+    for code in RekognitionRefused.CODES:
+        assert RekognitionRefused("no", code).reason in DLQ_REASONS
     assert set(RETRY_REASONS) == {c.reason for c in every(TransientError)[1:]} | {DLQ_SEND_FAILED, INTERNAL_ERROR}
     denied = ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject")
     failed = ClientError({"Error": {"Code": "SlowDown"}}, "GetObject")

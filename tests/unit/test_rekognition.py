@@ -27,7 +27,6 @@ from worker.detect.combined import CombinedDetector
 from worker.detect.rekognition import (
     MAX_BYTES,
     RekognitionDetector,
-    RekognitionRefused,
     Request,
     as_failure,
     build_request,
@@ -39,7 +38,7 @@ from worker.detect.rekognition import (
     union,
 )
 from worker.dev.fake_rekognition import start_fake_rekognition
-from worker.errors import DetectionFailed, PermanentError
+from worker.errors import DetectionFailed, PermanentError, RekognitionRefused
 from worker.imaging import codec, egress
 from worker.ratelimit import TokenBucket
 from worker.telemetry.metrics import Metrics

@@ -23,7 +23,6 @@ detector's answer with REKOGNITION_FALLBACK=local.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +37,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_befo
 from worker.aws import Aws, from_environment
 from worker.config import Settings
 from worker.detect import Face, Frame
-from worker.errors import DetectionFailed, FaceblurError, PermanentError, RekognitionUnavailable
+from worker.errors import DetectionFailed, FaceblurError, RekognitionRefused, RekognitionUnavailable
 from worker.geometry import union
 from worker.ratelimit import TokenBucket, shared
 from worker.telemetry import logs
@@ -59,29 +58,6 @@ JPEG_QUALITY = 90
 
 THROTTLE_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException"})
 SERVER_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"})
-PERMANENT_CODES = frozenset(
-    {
-        "InvalidImageFormatException",
-        "ImageTooLargeException",
-        "InvalidParameterException",
-        "InvalidS3ObjectException",
-        "AccessDeniedException",
-    }
-)
-
-
-class RekognitionRefused(PermanentError):
-    """Rekognition refused the image for a reason retrying cannot change."""
-
-    reason = "rekognition_refused"
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message, reason="rekognition_" + _snake(code.removesuffix("Exception")))
-        self.code = code
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def error_code(exc: BaseException) -> str:
@@ -98,7 +74,7 @@ def retryable(exc: BaseException) -> bool:
     """Throttling, server errors (5xx) and connection problems: another attempt may succeed."""
     if isinstance(exc, ClientError):
         code = error_code(exc)
-        if code in PERMANENT_CODES:
+        if code in RekognitionRefused.CODES:
             return False
         return code in THROTTLE_CODES or code in SERVER_CODES or _status(exc) >= 500
     return isinstance(exc, BotoConnectionError | HTTPClientError)
@@ -109,7 +85,7 @@ def as_failure(exc: BaseException, attempts: int = 1, seconds: float = 0.0) -> F
     (permanent: DLQ with the code), Rekognition unavailable (retries exhausted: the message is retried later), or
     an unknown refusal (not retried here, but the message will be, later)."""
     code = error_code(exc) or type(exc).__name__
-    if code in PERMANENT_CODES:
+    if code in RekognitionRefused.CODES:
         return RekognitionRefused(f"Rekognition refused the image: {code}: {exc}", code)
     if retryable(exc):
         return RekognitionUnavailable(

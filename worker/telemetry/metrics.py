@@ -35,7 +35,8 @@ DETECTORS = ("local", "rekognition")
 
 
 def _reasons(cls: type[FaceblurError]) -> set[str]:
-    return {cls.reason} | {r for sub in cls.__subclasses__() for r in _reasons(sub)}
+    own = set(vars(cls).get("reasons") or (cls.reason,))
+    return own | {r for sub in cls.__subclasses__() for r in _reasons(sub)}
 
 
 # Derived from the error classes (worker/errors.py), so a new class's reason starts at 0 without being listed here.
