@@ -14,10 +14,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker import __version__
 from worker.imaging.container.formats import FORMATS, SUFFIXES
+
+if TYPE_CHECKING:
+    from worker.config import DetectSettings
 
 
 class Refused(Exception):
@@ -127,6 +130,18 @@ def process(job: Job, run: Any) -> Row:
     return row
 
 
+def least_score(detect: DetectSettings, threshold: float) -> DetectSettings:
+    """--threshold: the least score of every pass and level; those stricter already (coarse levels, the upside-down
+    pass) stay as strict."""
+    return replace(
+        detect,
+        threshold=threshold,
+        coarse_threshold=max(detect.coarse_threshold, threshold),
+        rotated_threshold=max(detect.rotated_threshold, threshold),
+        rotated_coarse_threshold=max(detect.rotated_coarse_threshold, threshold),
+    )
+
+
 def cmd_blur(args: argparse.Namespace) -> int:
     jobs = plan(args.inputs, args.out, args.report, args.boxes)
     from tqdm import tqdm
@@ -137,15 +152,8 @@ def cmd_blur(args: argparse.Namespace) -> int:
     from worker.runtime import memory_budget, start
 
     settings = from_env()
-    if args.threshold is not None:  # the least score of every pass (the upside-down one is stricter already)
-        d = settings.detect
-        d = replace(
-            d,
-            threshold=args.threshold,
-            rotated_threshold=max(d.rotated_threshold, args.threshold),
-            rotated_coarse_threshold=max(d.rotated_coarse_threshold, args.threshold),
-        )
-        settings = replace(settings, detect=d)
+    if args.threshold is not None:
+        settings = replace(settings, detect=least_score(settings.detect, args.threshold))
     if args.mode is not None:
         settings = replace(settings, redact=replace(settings.redact, mode=args.mode))
     settings, detector = start(settings)

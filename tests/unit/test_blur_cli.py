@@ -103,3 +103,18 @@ def test_no_progress_bar_off_a_terminal(photos, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "\r" not in captured.err
     assert captured.out.strip() == f"2 blurred, 0 failed, 0 faces -> {tmp_path / 'out'}"
+
+
+def test_threshold_is_the_least_score_of_every_pass_and_level():
+    from worker.blur_cli import least_score
+    from worker.config import DetectSettings
+
+    d = DetectSettings()
+    strict = least_score(d, 0.95)
+    scores = (strict.threshold, strict.coarse_threshold, strict.rotated_threshold, strict.rotated_coarse_threshold)
+    assert scores == (0.95,) * 4
+    loose = least_score(d, 0.1)
+    assert loose.threshold == 0.1
+    # levels and passes that are stricter by default stay so
+    assert (loose.coarse_threshold, loose.rotated_threshold) == (d.coarse_threshold, d.rotated_threshold)
+    assert loose.rotated_coarse_threshold == d.rotated_coarse_threshold

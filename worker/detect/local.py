@@ -128,7 +128,7 @@ class LocalDetector:
                 h, w = rgb.shape[:2]
                 if level.upside_down:
                     # CenterFace only finds upright faces: people lying down, photos held upside down need the
-                    # photo turned 180 degrees, and a stricter threshold (it sees more false faces that way).
+                    # photo turned 180 degrees, and stricter thresholds (it sees more false faces that way).
                     rgb = rgb[::-1, ::-1]
                 for x0, y0, x1, y1 in level.tiles:
                     boxes = self.model.run(rgb[y0:y1, x0:x1], level.threshold)

@@ -35,7 +35,7 @@ DETECTORS = ("local", "rekognition")
 
 
 def _reasons(cls: type[FaceblurError]) -> set[str]:
-    own = set(vars(cls).get("reasons") or (cls.reason,))
+    own = set(cls.reasons or (cls.reason,))  # a subclass of a class with several reasons carries them too
     return own | {r for sub in cls.__subclasses__() for r in _reasons(sub)}
 
 
